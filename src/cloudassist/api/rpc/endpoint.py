@@ -1,0 +1,145 @@
+"""The ECS RPC endpoint: parse, authenticate, dispatch, serialize — with one error envelope around it.
+
+Every request is authenticated before anything else is looked at. Whatever goes wrong becomes an
+`ApiError` in the API's own format; an unexpected exception is logged (without parameters, which may
+hold secrets) and answered as InternalError, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cloudassist import ids
+from cloudassist.api.rpc import envelope, params
+from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
+from cloudassist.api.rpc.signature import SignatureError, read_signed_request, verify
+from cloudassist.errors import ApiError
+from cloudassist.services.access import AccessService
+from cloudassist.services.context import Context, Scope
+
+log = logging.getLogger("cloudassist.api")
+
+VERSION = "2014-05-26"
+_REGION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class RpcRequest:
+    method: str
+    params: dict[str, str]
+    query_pairs: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def format(self) -> str:
+        """XML when Format says so (case-insensitive); JSON otherwise."""
+        return "XML" if self.params.get("Format", "").strip().upper() == "XML" else "JSON"
+
+    @property
+    def action(self) -> str | None:
+        return self.params.get("Action") or self.headers.get("x-acs-action")
+
+    @property
+    def version(self) -> str | None:
+        return self.params.get("Version") or self.headers.get("x-acs-version")
+
+
+async def read_request(request: Request, limit: int) -> RpcRequest:
+    """The request's parameters: the query and a form-encoded body, decoded and merged."""
+    if request.method not in ("GET", "POST"):
+        raise ApiError.of("UnsupportedHTTPMethod")
+    query = request.url.query
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) + len(query) > limit:
+            raise ApiError.of("RequestTooLarge")
+    if len(query) > limit:
+        raise ApiError.of("RequestTooLarge")
+    try:
+        query_pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+        form_pairs: list[tuple[str, str]] = []
+        content_type = request.headers.get("content-type", "")
+        if body and content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            form_pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError.invalid("Encoding", "Parameters must be UTF-8.") from None
+    merged: dict[str, str] = {}
+    for key, value in [*query_pairs, *form_pairs]:
+        if "\x00" in key or "\x00" in value:
+            raise ApiError.invalid(key[:64].replace("\x00", "") or "Parameter", "NUL characters are not allowed.")
+        merged[key] = value
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return RpcRequest(request.method, merged, query_pairs, headers, body)
+
+
+class RpcEndpoint:
+    """The ASGI endpoint at `/`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.access = AccessService(ctx)
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = ids.request_id()
+        fmt = "JSON"
+        try:
+            rpc = await read_request(request, self.ctx.settings.max_request_bytes)
+            fmt = rpc.format
+            action, body = await self.dispatch(rpc)
+            return envelope.success(action, body, request_id, fmt)
+        except ApiError as exc:
+            return envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
+        except Exception:
+            log.exception("internal error answering request %s", request_id)
+            return envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
+
+    async def dispatch(self, rpc: RpcRequest) -> tuple[str, dict[str, object]]:
+        key = await self.authenticate(rpc)
+        name = rpc.action
+        if not name:
+            raise ApiError.of("MissingParameter", name="Action", http_status=400)
+        if rpc.version != VERSION:
+            raise ApiError.of("InvalidVersion", name=str(rpc.version or ""))
+        spec = ACTIONS.get(name)
+        if spec is None:
+            if name in FAMILY:
+                raise ApiError.of("UnsupportedOperation", name=name)
+            raise ApiError.of("InvalidAction.NotFound")
+        values = params.read(spec.params, rpc.params)
+        region = values["RegionId"]
+        if not _REGION.match(region) or (self.ctx.settings.regions and region not in self.ctx.settings.regions):
+            raise ApiError.of("InvalidRegionId.NotFound")
+        body = await spec.handler(Call(self.ctx, Scope(key.account_id, region), values))
+        return name, body
+
+    async def authenticate(self, rpc: RpcRequest) -> object:
+        try:
+            signed = read_signed_request(rpc.method, "/", rpc.params, rpc.query_pairs, rpc.headers, rpc.body)
+        except SignatureError as exc:
+            raise _api_error(exc) from None
+
+        def check(secret: str) -> None:
+            try:
+                verify(signed, secret)
+            except SignatureError as exc:
+                raise _api_error(exc) from None
+
+        return await self.access.authenticate(signed.access_key_id, signed.timestamp, signed.nonce, check)
+
+
+def _api_error(exc: SignatureError) -> ApiError:
+    """A signature problem as the gateway reports it: 400, except an unknown key (404)."""
+    return ApiError(exc.code, exc.message, 404 if exc.code.startswith("InvalidAccessKeyId") else 400)
+
+
+def header_map(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}

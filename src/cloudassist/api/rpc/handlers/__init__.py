@@ -1,0 +1,1 @@
+"""Thin handlers: declared parameters in, a service call, the response shape out."""

@@ -1,0 +1,1 @@
+"""The command line: `cloudassist server`, `cloudassist keys …`."""

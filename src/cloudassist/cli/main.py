@@ -1,0 +1,48 @@
+"""`cloudassist`: the server and the tools to manage it. Every flag can also come from CLOUDASSIST_*."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cloudassist import __version__
+from cloudassist.cli.keys import keys
+from cloudassist.settings import load
+
+
+@click.group()
+@click.version_option(__version__, prog_name="cloudassist")
+def main() -> None:
+    """A self-hosted Cloud Assistant speaking the ECS Cloud Assistant API."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="CLOUDASSIST_DATA_DIR", show_envvar=True,
+              help="Holds the SQLite database and generated keys [default: ./.cloudassist].")
+@click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="HOST:PORT [default: 127.0.0.1:8080].")
+@click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True,
+              help="postgresql://… to use PostgreSQL; SQLite in the data directory by default.")
+def server(data_dir: Path | None, listen: str | None, db: str | None) -> None:
+    """Serve the ECS Cloud Assistant API."""
+    from cloudassist.server import serve
+
+    settings = load(data_dir=data_dir, listen=listen, db=db)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(settings))
+
+
+main.add_command(keys)
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

@@ -1,0 +1,57 @@
+"""The two ways Describe* calls page: PageNumber/PageSize and NextToken/MaxResults."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Final
+
+from cloudassist.errors import ApiError
+
+MAX_PAGE_SIZE: Final = 50
+DEFAULT_PAGE_SIZE: Final = 10
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which slice of a listing to return.
+
+    With a token (`token_mode`), `after` is the sort key of the last row already returned and
+    TotalCount is meaningless (the docs say so); otherwise `offset` rows are skipped.
+    """
+
+    number: int
+    size: int
+    token_mode: bool
+    after: str | None
+
+    @property
+    def offset(self) -> int:
+        return 0 if self.token_mode else (self.number - 1) * self.size
+
+
+def parse_page(page_number: int | None, page_size: int | None, next_token: str | None, max_results: int | None,
+               *, paging_status: int, max_size: int = MAX_PAGE_SIZE) -> Page:
+    """Validate paging parameters as the seed says (InvalidParam.* with `paging_status`)."""
+    if next_token is not None or max_results is not None:
+        if max_results is not None and not 1 <= max_results <= max_size:
+            raise ApiError.of("InvalidParameter.MaxResults")
+        after = decode_token(next_token) if next_token else None
+        return Page(1, max_results or DEFAULT_PAGE_SIZE, True, after)
+    if page_number is not None and page_number < 1:
+        raise ApiError.of("InvalidParam.PageNumber", http_status=paging_status)
+    if page_size is not None and not 1 <= page_size <= max_size:
+        raise ApiError.of("InvalidParam.PageSize", http_status=paging_status)
+    return Page(page_number or 1, page_size or DEFAULT_PAGE_SIZE, False, None)
+
+
+def encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError.of("InvalidParameter.NextToken") from None

@@ -1,0 +1,128 @@
+"""Every setting of the server in one table, read once into a frozen Settings.
+
+Each setting can be given as an environment variable `CLOUDASSIST_<NAME>`; the command line's flags
+override the environment. `docs/settings.md` is checked against this table by the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+
+def _bool(text: str) -> bool:
+    if text.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if text.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    cast: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"CLOUDASSIST_{self.name.upper()}"
+
+
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting("data_dir", Path(".cloudassist"), Path, "Directory for the SQLite database, generated keys and certificates."),
+    Setting("listen", "127.0.0.1:8080", str, "HOST:PORT the ECS API listens on."),
+    Setting("db", "", str, "Database URL (postgresql://… or sqlite:///…); empty means SQLite in the data directory."),
+    Setting("host_id", "ecs.aliyuncs.com", str, "The HostId reported in error bodies."),
+    Setting("regions", (), _regions, "Comma-separated region ids to accept; empty accepts any well-formed RegionId."),
+    Setting(
+        "signature_window_seconds",
+        900,
+        int,
+        "How far a request's Timestamp (or x-acs-date) may be from the server's clock; nonces are kept as long.",
+    ),
+    Setting("retention_days", 14, int, "Execution records older than this are no longer returned (the seed: two weeks)."),
+    Setting(
+        "retention_count",
+        100_000,
+        int,
+        "Only the newest this many execution records of an account are returned (the seed: 100,000).",
+    ),
+    Setting(
+        "paging_error_status",
+        403,
+        int,
+        "HTTP status of InvalidParam.PageNumber/PageSize: 403 as the seed says; current Alibaba docs say 400.",
+    ),
+    Setting("output_limit_bytes", 24 * 1024, int, "Output kept per execution; the rest is counted in Dropped."),
+    Setting("max_instances_per_call", 100, int, "Instances one RunCommand or InvokeCommand may target."),
+    Setting("max_timeout_seconds", 86_400, int, "The largest Timeout a command may ask for."),
+    Setting("max_request_bytes", 256 * 1024, int, "Largest request (query string plus body) accepted."),
+    Setting("command_quota", 50_000, int, "Commands an account may keep per region (CmdCount.ExceedQuota)."),
+    Setting("log_level", "info", str, "Log level of the server: debug, info, warning or error."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's configuration, frozen once read."""
+
+    data_dir: Path = Path(".cloudassist")
+    listen: str = "127.0.0.1:8080"
+    db: str = ""
+    host_id: str = "ecs.aliyuncs.com"
+    regions: tuple[str, ...] = ()
+    signature_window_seconds: int = 900
+    retention_days: int = 14
+    retention_count: int = 100_000
+    paging_error_status: int = 403
+    output_limit_bytes: int = 24 * 1024
+    max_instances_per_call: int = 100
+    max_timeout_seconds: int = 86_400
+    max_request_bytes: int = 256 * 1024
+    command_quota: int = 50_000
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy async URL of the store."""
+        return database_url(self.db, self.data_dir)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def database_url(db: str, data_dir: Path) -> str:
+    """Turn a user's `--db` value into an async SQLAlchemy URL."""
+    if not db:
+        return f"sqlite+aiosqlite:///{(data_dir / 'cloudassist.db').resolve()}"
+    for prefix, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
+                           ("sqlite://", "sqlite+aiosqlite://")):
+        if db.startswith(prefix):
+            return driver + db[len(prefix):]
+    return db
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from `CLOUDASSIST_*` variables, then `overrides` (values that are None are skipped)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env in env:
+            try:
+                values[setting.name] = setting.cast(env[setting.env])
+            except ValueError as exc:
+                raise ValueError(f"{setting.env}: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Persistence behind one interface (`store.store.Store`), on SQLite or PostgreSQL."""

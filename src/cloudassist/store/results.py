@@ -1,0 +1,105 @@
+"""Execution records: rows of `invocation_results` become `domain.invocations.InvocationResult` here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, select, update
+
+from cloudassist.clock import utc
+from cloudassist.domain.invocations import InvocationResult
+from cloudassist.domain.statuses import ErrorCode, InvocationStatus
+from cloudassist.domain.tags import Tag
+from cloudassist.store._base import Repository
+from cloudassist.store.tables import invocation_results
+from cloudassist.store.tags import tagged_with
+
+R = invocation_results.c
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """What DescribeInvocationResults selects; `min_seq` and `not_before` are the retention window."""
+
+    account_id: int
+    region_id: str
+    not_before: datetime
+    min_seq: int
+    invoke_id: str | None = None
+    instance_id: str | None = None
+    command_id: str | None = None
+    statuses: frozenset[InvocationStatus] | None = None
+    tags: Sequence[Tag] = ()
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class NewResult:
+    instance_id: str
+    status: InvocationStatus
+    error_code: ErrorCode = ErrorCode.NONE
+
+
+class Results(Repository):
+    async def insert(self, *, account_id: int, region_id: str, invoke_id: str, command_id: str, first_seq: int,
+                     items: Sequence[NewResult], now: datetime) -> None:
+        rows = [{
+            "account_id": account_id, "region_id": region_id, "seq": first_seq + i, "invoke_id": invoke_id,
+            "instance_id": item.instance_id, "command_id": command_id, "status": item.status.value,
+            "exit_code": None, "output": b"", "dropped": 0, "error_code": item.error_code.value,
+            "start_time": None, "finished_time": None, "stop_time": None, "update_time": now,
+            "creation_time": now, "repeats": 0,
+        } for i, item in enumerate(items)]
+        await self.conn.execute(invocation_results.insert(), rows)
+
+    def _where(self, f: ResultFilter) -> list[ColumnElement[bool]]:
+        where = [R.account_id == f.account_id, R.region_id == f.region_id, R.seq > f.min_seq,
+                 R.creation_time >= f.not_before]
+        for column, value in ((R.invoke_id, f.invoke_id), (R.instance_id, f.instance_id),
+                              (R.command_id, f.command_id)):
+            if value:
+                where.append(column == value)
+        if f.statuses is not None:
+            where.append(R.status.in_(sorted(s.value for s in f.statuses)))
+        if f.before_seq is not None:
+            where.append(R.seq < f.before_seq)
+        where += tagged_with(f.account_id, "invocation", R.invoke_id, f.tags)
+        return where
+
+    async def list(self, f: ResultFilter, offset: int, limit: int) -> list[tuple[int, InvocationResult]]:
+        """(seq, result) pairs, newest first."""
+        stmt = select(invocation_results).where(*self._where(f)).order_by(R.seq.desc()).offset(offset).limit(limit)
+        return [(int(row.seq), _result(row)) for row in await self.conn.execute(stmt)]
+
+    async def count(self, f: ResultFilter) -> int:
+        return int(await self.conn.scalar(
+            select(func.count()).select_from(invocation_results).where(*self._where(f))) or 0)
+
+    async def of_invocations(self, invoke_ids: Sequence[str]) -> dict[str, list[InvocationResult]]:
+        """Every result of each invocation, in instance order."""
+        found: dict[str, list[InvocationResult]] = {i: [] for i in invoke_ids}
+        if invoke_ids:
+            stmt = select(invocation_results).where(R.invoke_id.in_(list(invoke_ids))).order_by(R.seq)
+            for row in await self.conn.execute(stmt):
+                found[row.invoke_id].append(_result(row))
+        return found
+
+    async def update(self, result_id: int, **values: Any) -> None:
+        await self.conn.execute(update(invocation_results).where(R.result_id == result_id).values(**values))
+
+
+def _result(row: Row[Any]) -> InvocationResult:
+    r = row._mapping
+    return InvocationResult(
+        result_id=int(r["result_id"]), invoke_id=r["invoke_id"], instance_id=r["instance_id"],
+        command_id=r["command_id"], status=InvocationStatus(r["status"]),
+        exit_code=None if r["exit_code"] is None else int(r["exit_code"]), output=bytes(r["output"]),
+        dropped=int(r["dropped"]), error_code=ErrorCode(r["error_code"]),
+        start_time=None if r["start_time"] is None else utc(r["start_time"]),
+        finished_time=None if r["finished_time"] is None else utc(r["finished_time"]),
+        stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
+        update_time=utc(r["update_time"]), creation_time=utc(r["creation_time"]), repeats=int(r["repeats"]),
+    )

@@ -1,0 +1,215 @@
+"""The schema: SQLAlchemy Core tables on one MetaData. Migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Time = DateTime(timezone=True)
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite makes only INTEGER PRIMARY KEY an auto rowid
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("creation_time", Time, nullable=False),
+    #: The sequence number of the newest execution record of the account (retention by count).
+    Column("result_seq", BigInteger, nullable=False, server_default="0"),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False, index=True),
+    Column("secret", String(128), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("creation_time", Time, nullable=False),
+)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("access_key_id", String(64), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("expires_at", Time, nullable=False, index=True),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", String(512), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("working_dir", String(200), nullable=False),
+    Column("timeout", BigInteger, nullable=False),
+    Column("enable_parameter", Boolean, nullable=False),
+    Column("launcher", String(1024), nullable=False),
+    Column("resource_group_id", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("invoke_times", BigInteger, nullable=False),
+    Column("kept", Boolean, nullable=False),
+    Index(None, "account_id", "region_id", "kept", "creation_time"),
+)
+
+invocations = Table(
+    "invocations",
+    metadata,
+    Column("invoke_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("command_id", String(64), nullable=False),
+    Column("command_name", String(128), nullable=False),
+    Column("command_type", String(32), nullable=False),
+    Column("command_description", String(512), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("repeat_mode", String(32), nullable=False),
+    Column("frequency", String(256), nullable=False),
+    Column("timeout", BigInteger, nullable=False),
+    Column("working_dir", String(200), nullable=False),
+    Column("username", String(255), nullable=False),
+    Column("windows_password_name", String(255), nullable=False),
+    Column("termination_mode", String(32), nullable=False),
+    Column("launcher", String(1024), nullable=False),
+    Column("container_id", String(128), nullable=False),
+    Column("container_name", String(255), nullable=False),
+    Column("resource_group_id", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("stop_time", Time, nullable=True),
+    #: Shares the account's sequence with execution records: the listing order and the paging key.
+    Column("seq", BigInteger, nullable=False),
+    #: The roll-up of the results (TaskStatus) and its legacy twin, kept current by the services.
+    Column("status", String(16), nullable=False),
+    Column("invoke_status", String(16), nullable=False),
+    Column("client_token", String(64), nullable=True),
+    Index(None, "account_id", "region_id", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
+)
+
+#: One row per execution of a task on an instance. `seq` numbers an account's records in order of
+#: creation; every listing index ends in (seq, creation_time) so filters, order, paging and the
+#: retention window are all answered from the index.
+invocation_results = Table(
+    "invocation_results",
+    metadata,
+    Column("result_id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("invoke_id", String(64), ForeignKey("invocations.invoke_id"), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("command_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("exit_code", BigInteger, nullable=True),
+    Column("output", LargeBinary, nullable=False),
+    Column("dropped", BigInteger, nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("start_time", Time, nullable=True),
+    Column("finished_time", Time, nullable=True),
+    Column("stop_time", Time, nullable=True),
+    Column("update_time", Time, nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("repeats", BigInteger, nullable=False),
+    Index(None, "account_id", "region_id", "seq", "creation_time"),
+    Index(None, "invoke_id", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "instance_id", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("resource_type", String(32), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("tag_key", String(64), primary_key=True),
+    Column("tag_value", String(128), nullable=False),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Index(None, "account_id", "resource_type", "tag_key", "tag_value"),
+)
+
+activations = Table(
+    "activations",
+    metadata,
+    Column("activation_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("code_hash", String(128), nullable=False),
+    Column("description", String(100), nullable=False),
+    Column("instance_name", String(64), nullable=False),
+    Column("instance_count", Integer, nullable=False),
+    Column("registered_count", Integer, nullable=False),
+    Column("deregistered_count", Integer, nullable=False),
+    Column("ip_address_range", String(1024), nullable=False),
+    Column("time_to_live_in_hours", BigInteger, nullable=False),
+    Column("resource_group_id", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Index(None, "account_id", "region_id", "creation_time"),
+)
+
+managed_instances = Table(
+    "managed_instances",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("activation_id", String(64), nullable=False),
+    Column("instance_name", String(128), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("machine_id", String(128), nullable=False),
+    Column("os_type", String(32), nullable=False),
+    Column("os_version", String(255), nullable=False),
+    Column("agent_version", String(64), nullable=False),
+    Column("intranet_ip", String(64), nullable=False),
+    Column("internet_ip", String(64), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("resource_group_id", String(64), nullable=False),
+    Column("registration_time", Time, nullable=False),
+    Column("last_heartbeat_time", Time, nullable=True),
+    Column("last_invoked_time", Time, nullable=True),
+    Column("invocation_count", BigInteger, nullable=False),
+    Column("deregistered", Boolean, nullable=False),
+    Index(None, "account_id", "region_id", "registration_time"),
+    Index(None, "activation_id"),
+)
+
+#: Results of requests made with a ClientToken, so a retry returns the same answer.
+client_tokens = Table(
+    "client_tokens",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.account_id"), primary_key=True),
+    Column("action", String(64), primary_key=True),
+    Column("token", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("creation_time", Time, nullable=False, index=True),
+)
