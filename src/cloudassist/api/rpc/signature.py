@@ -128,7 +128,7 @@ def _read_v1(method: str, params: Mapping[str, str]) -> SignedRequest:
         raise SignatureError("IllegalTimestamp", _missing("Timestamp"))
     timestamp = parse_timestamp(raw_timestamp)
 
-    items = sorted((k, v) for k, v in params.items() )
+    items = sorted((k, v) for k, v in params.items() if k != "Signature")
     canonical = "&".join(percent_encode(k) + "=" + percent_encode(v) for k, v in items)
     string_to_sign = method + "&" + percent_encode("/") + "&" + percent_encode(canonical)
     return SignedRequest(
