@@ -215,11 +215,7 @@ class InvocationService:
                                      "before_seq": int(page.after) if page.after else None})
             rows = await tx.results.list(window, page.offset if not page.token_mode else 0, page.size + 1)
             total = -1 if page.token_mode else await tx.results.count(window)
-            invocations = {}
-            for invoke_id in {r.invoke_id for _, r in rows}:
-                inv = await tx.invocations.get(f.account_id, f.region_id, invoke_id)
-                if inv is not None:
-                    invocations[invoke_id] = inv
+            invocations = await tx.invocations.get_many(f.account_id, f.region_id, list({r.invoke_id for _, r in rows}))
             tags = await tx.tags.of("invocation", list(invocations))
         more = len(rows) > page.size
         rows = rows[: page.size]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from typing import Any
+
+from sqlalchemy import Row, Select, func, select, update
 
 from cloudassist.clock import utc
 from cloudassist.store._base import Repository
@@ -79,12 +81,12 @@ class Accounts(Repository):
         return int(await self.conn.scalar(select(func.count()).select_from(access_keys)) or 0)
 
     @staticmethod
-    def _keys():  # type: ignore[no-untyped-def]  # a Select whose column types SQLAlchemy spells at length
+    def _keys() -> Select[Any]:
         return select(access_keys, accounts.c.name.label("account_name")).join(
             accounts, accounts.c.account_id == access_keys.c.account_id)
 
 
-def _key(row: object) -> AccessKey:
-    r = row._mapping  # type: ignore[attr-defined]  # Row exposes _mapping
+def _key(row: Row[Any]) -> AccessKey:
+    r = row._mapping
     return AccessKey(r["access_key_id"], int(r["account_id"]), r["account_name"], r["secret"], bool(r["enabled"]),
                      utc(r["creation_time"]))

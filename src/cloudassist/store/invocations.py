@@ -58,6 +58,14 @@ class Invocations(Repository):
             invocations.c.region_id == region_id))).first()
         return None if row is None else _invocation(row)
 
+    async def get_many(self, account_id: int, region_id: str, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
+        if not invoke_ids:
+            return {}
+        rows = await self.conn.execute(select(invocations).where(
+            invocations.c.invoke_id.in_(list(invoke_ids)), invocations.c.account_id == account_id,
+            invocations.c.region_id == region_id))
+        return {row.invoke_id: _invocation(row) for row in rows}
+
     def _where(self, f: InvocationFilter) -> list[ColumnElement[bool]]:
         c = invocations.c
         where = [c.account_id == f.account_id, c.region_id == f.region_id, c.creation_time >= f.not_before]

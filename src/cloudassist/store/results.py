@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from cloudassist.domain.invocations import InvocationResult
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus
 from cloudassist.domain.tags import Tag
 from cloudassist.store._base import Repository
-from cloudassist.store.tables import invocation_results
+from cloudassist.store.tables import invocation_results, invocations
 from cloudassist.store.tags import tagged_with
 
 R = invocation_results.c
@@ -32,6 +33,7 @@ class ResultFilter:
     instance_id: str | None = None
     command_id: str | None = None
     statuses: frozenset[InvocationStatus] | None = None
+    resource_group_id: str | None = None
     tags: Sequence[Tag] = ()
     before_seq: int | None = None
 
@@ -66,6 +68,9 @@ class Results(Repository):
             where.append(R.status.in_(sorted(s.value for s in f.statuses)))
         if f.before_seq is not None:
             where.append(R.seq < f.before_seq)
+        if f.resource_group_id:
+            where.append(R.invoke_id.in_(select(invocations.c.invoke_id).where(
+                invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id)))
         where += tagged_with(f.account_id, "invocation", R.invoke_id, f.tags)
         return where
 
@@ -78,9 +83,9 @@ class Results(Repository):
         return int(await self.conn.scalar(
             select(func.count()).select_from(invocation_results).where(*self._where(f))) or 0)
 
-    async def of_invocations(self, invoke_ids: Sequence[str]) -> dict[str, list[InvocationResult]]:
+    async def of_invocations(self, invoke_ids: Sequence[str]) -> dict[str, builtins.list[InvocationResult]]:
         """Every result of each invocation, in instance order."""
-        found: dict[str, list[InvocationResult]] = {i: [] for i in invoke_ids}
+        found: dict[str, builtins.list[InvocationResult]] = {i: [] for i in invoke_ids}
         if invoke_ids:
             stmt = select(invocation_results).where(R.invoke_id.in_(list(invoke_ids))).order_by(R.seq)
             for row in await self.conn.execute(stmt):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -23,6 +22,7 @@ from cloudassist.api.rpc.signature import SignatureError, read_signed_request, v
 from cloudassist.errors import ApiError
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context, Scope
+from cloudassist.store.accounts import AccessKey
 
 log = logging.getLogger("cloudassist.api")
 
@@ -121,7 +121,7 @@ class RpcEndpoint:
         body = await spec.handler(Call(self.ctx, Scope(key.account_id, region), values))
         return name, body
 
-    async def authenticate(self, rpc: RpcRequest) -> object:
+    async def authenticate(self, rpc: RpcRequest) -> AccessKey:
         try:
             signed = read_signed_request(rpc.method, "/", rpc.params, rpc.query_pairs, rpc.headers, rpc.body)
         except SignatureError as exc:
@@ -140,6 +140,3 @@ def _api_error(exc: SignatureError) -> ApiError:
     """A signature problem as the gateway reports it: 400, except an unknown key (404)."""
     return ApiError(exc.code, exc.message, 404 if exc.code.startswith("InvalidAccessKeyId") else 400)
 
-
-def header_map(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}

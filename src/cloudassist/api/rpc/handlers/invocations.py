@@ -111,7 +111,8 @@ async def describe_invocation_results(call: Call) -> dict[str, Any]:
     f = ResultFilter(
         account_id=call.scope.account_id, region_id=call.scope.region_id, not_before=call.ctx.clock.now(),
         min_seq=0, invoke_id=call["InvokeId"], instance_id=call["InstanceId"], command_id=call["CommandId"],
-        statuses=_record_filter(call["InvokeRecordStatus"]), tags=tag_filter(call.params))
+        statuses=_record_filter(call["InvokeRecordStatus"]), resource_group_id=call["ResourceGroupId"],
+        tags=tag_filter(call.params))
     found = await InvocationService(call.ctx).describe_invocation_results(f, page)
     token = encode_token(str(found.next_seq)) if found.next_seq is not None else None
     return {"Invocation": {
@@ -169,12 +170,12 @@ async def describe_invocations(call: Call) -> dict[str, Any]:
     status = call["InvokeStatus"]
     if status is not None and status not in _LEGACY_VALUES | _NEW_VALUES:
         raise ApiError.invalid("InvokeStatus")
-    modes = None
+    modes: frozenset[str] | None = None
     if call["RepeatMode"]:
         modes = frozenset({parse_repeat_mode(call["RepeatMode"], "x").value})
     if call["Timed"] is not None:
         timed = {m.value for m in RepeatMode if m.timed}
-        chosen = timed if call["Timed"] else {m.value for m in RepeatMode} - timed
+        chosen = frozenset(timed if call["Timed"] else {m.value for m in RepeatMode} - timed)
         modes = chosen if modes is None else frozenset(modes & chosen)
     f = InvocationFilter(
         account_id=call.scope.account_id, region_id=call.scope.region_id, not_before=call.ctx.clock.now(),
