@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from cloudassist.clock import iso
@@ -75,6 +76,7 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    _log: BinaryIO | None = None
 
     @property
     def endpoint(self) -> str:
@@ -89,8 +91,8 @@ class LiveServer:
         if self.db:
             argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - the process keeps it open
-        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - closed by stop()
+        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -107,6 +109,7 @@ class LiveServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> int | None:
+        """Terminate the process (if it still runs) and return its exit status."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -116,4 +119,64 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return self.process.returncode
+
+
+from cloudassist.services.context import Context  # noqa: E402 - kept next to the helper it serves
+
+#: What `register_instance` reuses: one throwaway public key (RSA key generation is slow) and, per store,
+#: account and region, an activation code with room left (an account may keep only 5,000 codes per region).
+_THROWAWAY_KEY: dict[str, str] = {}
+_ACTIVATIONS: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+
+async def register_instance(ctx: Context, *, account: str = "default", region_id: str = "cn-hangzhou",
+                            os_type: str = "linux", name: str | None = None,
+                            tags: dict[str, str] | None = None) -> str:
+    """A managed instance of `account` that has just sent a heart-beat; its `mi-` id.
+
+    Creates the account if needed and an activation code through ActivationService (reused by later calls
+    while it has room and has not expired), registers through InstanceService.register as the agent would,
+    with a throwaway RSA-2048 key, and sends one heart-beat.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from cloudassist.domain.tags import Tag
+    from cloudassist.errors import ApiError
+    from cloudassist.services.activations import ActivationService, ActivationSpec
+    from cloudassist.services.context import Scope
+    from cloudassist.services.instances import InstanceService
+
+    if "pem" not in _THROWAWAY_KEY:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        _THROWAWAY_KEY["pem"] = base64.b64encode(pem).decode()
+    service = InstanceService(ctx)
+    cache_key = (ctx.store.url, account, region_id)
+    for attempt in range(2):
+        if attempt or cache_key not in _ACTIVATIONS:
+            async with ctx.store.write() as tx:
+                account_id = await tx.accounts.ensure(account, ctx.clock.now())
+            created = await ActivationService(ctx).create_activation(Scope(account_id, region_id),
+                                                                     ActivationSpec(instance_count=1000))
+            _ACTIVATIONS[cache_key] = (created.activation.activation_id, created.code)
+        activation_id, code = _ACTIVATIONS[cache_key]
+        try:
+            instance = await service.register(
+                activation_code=code, activation_id=activation_id, region_id=region_id,
+                machine_id=uuid.uuid4().hex, instance_name=name, hostname="test-host", intranet_ip="10.0.0.2",
+                os_type=os_type, os_version="test", agent_version="2.2.3.578", public_key=_THROWAWAY_KEY["pem"],
+                tags=[Tag(k, v) for k, v in (tags or {}).items()], remote_ip="127.0.0.1")
+        except ApiError as exc:
+            if attempt or exc.code not in ("InvalidActivationId.NotFound", "InvalidActivationCode.Mismatch",
+                                           "InvalidActivation.Disabled", "InvalidActivation.Expired",
+                                           "InvalidActivation.CountExhausted"):
+                raise
+            continue  # the cached code is gone or used up: make a new one
+        await service.heartbeat(instance.instance_id, ctx.clock.now(), "2.2.3.578")
+        return instance.instance_id
+    raise AssertionError("unreachable")

@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from cloudassist import __version__
 from cloudassist.cli.keys import keys
@@ -40,6 +38,9 @@ main.add_command(keys)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title)
     for column in columns:
         table.add_column(column)

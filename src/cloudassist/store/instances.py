@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, func, select, update
@@ -29,6 +30,10 @@ class InstanceFilter:
     instance_ip: str | None = None
     resource_group_id: str | None = None
     tags: Sequence[Tag] = ()
+    machine_id: str | None = None
+    #: With `online_since`: only instances whose last heart-beat is (True) or is not (False) that recent.
+    connected: bool | None = None
+    online_since: datetime | None = None
 
 
 class Instances(Repository):
@@ -47,9 +52,12 @@ class Instances(Repository):
         if f.instance_ids:
             where.append(M.instance_id.in_(list(f.instance_ids)))
         for column, value in ((M.instance_name, f.instance_name), (M.activation_id, f.activation_id),
-                              (M.resource_group_id, f.resource_group_id)):
+                              (M.resource_group_id, f.resource_group_id), (M.machine_id, f.machine_id)):
             if value:
                 where.append(column == value)
+        if f.connected is not None and f.online_since is not None:
+            online = M.last_heartbeat_time.is_not(None) & (M.last_heartbeat_time >= f.online_since)
+            where.append(online if f.connected else ~online)
         if f.os_type:
             where.append(func.lower(M.os_type) == f.os_type.lower())
         if f.instance_ip:
@@ -65,9 +73,20 @@ class Instances(Repository):
         return int(await self.conn.scalar(
             select(func.count()).select_from(managed_instances).where(*self._where(f))) or 0)
 
-    async def get_many(self, account_id: int, region_id: str, instance_ids: Sequence[str]) -> dict[str, ManagedInstance]:
+    async def get_many(self, account_id: int, region_id: str,
+                       instance_ids: Sequence[str]) -> dict[str, ManagedInstance]:
         found = await self.list(InstanceFilter(account_id, region_id, instance_ids=instance_ids), 0, len(instance_ids))
         return {m.instance_id: m for m in found}
+
+    async def get_in(self, account_id: int, region_id: str, instance_id: str, *,
+                     include_deregistered: bool = False) -> ManagedInstance | None:
+        """One instance of an account in a region; deregistered ones only when asked for."""
+        stmt = select(managed_instances).where(M.instance_id == instance_id, M.account_id == account_id,
+                                               M.region_id == region_id)
+        if not include_deregistered:
+            stmt = stmt.where(M.deregistered.is_(False))
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else _instance(row)
 
     async def get(self, instance_id: str) -> ManagedInstance | None:
         row = (await self.conn.execute(select(managed_instances).where(
