@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from cloudassist import tls
+from cloudassist.api.agent.app import create_agent_app, keep_delivering
+from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
 from cloudassist.clock import SystemClock
 from cloudassist.services.access import AccessService, NewKey
@@ -56,31 +63,75 @@ def write_key_file(data_dir: Path, key: NewKey) -> Path:
     return path
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us: two servers share one process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(app: Any, listen: str, settings: Settings, **tls: Any) -> uvicorn.Config:
+    host, port = split_listen(listen)
+    return uvicorn.Config(
+        app, host=host, port=port, http="httptools", lifespan="on", access_log=False,
+        log_level=settings.log_level, timeout_graceful_shutdown=5, server_header=False,
+        h11_max_incomplete_event_size=settings.max_request_bytes, ws_ping_interval=None, **tls)
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Serve the API until SIGINT or SIGTERM, then shut down cleanly."""
+    """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly."""
     ctx, created = await prepare(settings)
-    host, port = split_listen(settings.listen)
+    hub = KickHub()
+    ctx = replace(ctx, notify=hub)
     if created is not None:
         print(f"Created access key {created.access_key_id} for account 'default'.", flush=True)
         print(f"Its secret is shown once: {created.secret}", flush=True)
         print(f"Both are saved in {settings.data_dir / KEY_FILE} (mode 0600).", flush=True)
-    config = uvicorn.Config(
-        create_app(ctx), host=host, port=port, http="httptools", lifespan="on", access_log=False,
-        log_level=settings.log_level, timeout_graceful_shutdown=5, server_header=False,
-        h11_max_incomplete_event_size=settings.max_request_bytes,
-    )
-    server = uvicorn.Server(config)
+    servers = [_Server(_config(create_app(ctx), settings.listen, settings))]
+    if settings.agent_listen:
+        cert = agent_certificate(settings)
+        servers.append(_Server(_config(create_agent_app(ctx, hub), settings.agent_listen, settings,
+                                       ssl_certfile=str(cert.cert), ssl_keyfile=str(cert.key))))
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, stop)
+    runs = [asyncio.create_task(server.serve()) for server in servers]
+    delivering = asyncio.create_task(keep_delivering(ctx, hub))
     try:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
+        while not all(server.started for server in servers) and not any(task.done() for task in runs):
             await asyncio.sleep(0.02)
-        if server.started:
-            print(f"cloudassist API listening on http://{host}:{port}/", flush=True)
+        if all(server.started for server in servers):
+            print(f"cloudassist API listening on http://{settings.listen}/", flush=True)
+            if settings.agent_listen:
+                print(f"agent protocol listening on https://{settings.agent_listen}/ "
+                      f"(CA certificate: {agent_certificate(settings).ca or settings.agent_cert})", flush=True)
             if ready is not None:
                 ready.set()
-        await task
+        else:
+            stop()
+        await asyncio.gather(*runs)
     finally:
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
         await ctx.store.close()
+    failed = [server for server in servers if not server.started]
+    if failed:
+        raise SystemExit(1)
+
+
+def agent_certificate(settings: Settings) -> tls.ServerCertificate:
+    """The operator's certificate if given, else the one generated in the data directory."""
+    if settings.agent_cert:
+        return tls.ServerCertificate(Path(settings.agent_cert), Path(settings.agent_key), None)
+    host, _ = split_listen(settings.agent_listen)
+    names = tls.default_names(settings.agent_names)
+    if host not in ("0.0.0.0", "::", "") and host not in names:
+        names.append(host)
+    return tls.ensure(settings.data_dir, names)

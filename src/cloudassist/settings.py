@@ -71,6 +71,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("max_request_bytes", 256 * 1024, int, "Largest request (query string plus body) accepted."),
     Setting("command_quota", 50_000, int, "Commands an account may keep per region (CmdCount.ExceedQuota)."),
     Setting("log_level", "info", str, "Log level of the server: debug, info, warning or error."),
+    Setting("agent_listen", "127.0.0.1:8443", str, "HOST:PORT of the agent protocol (HTTPS); empty turns it off."),
+    Setting("agent_names", (), _regions, "Extra DNS names or IPs for the generated agent-face certificate."),
+    Setting("agent_cert", "", str, "PEM certificate (chain) for the agent face instead of the generated one."),
+    Setting("agent_key", "", str, "PEM private key of --agent-cert."),
+    Setting("delivery_timeout_seconds", 60, int,
+            "A task not fetched and started by its agent within this is Aborted (the docs: one minute)."),
+    Setting("grace_seconds", 60, int,
+            "How long past Timeout a running task may go unreported before the server ends it."),
 )
 
 
@@ -93,6 +101,12 @@ class Settings:
     max_request_bytes: int = 256 * 1024
     command_quota: int = 50_000
     log_level: str = "info"
+    agent_listen: str = "127.0.0.1:8443"
+    agent_names: tuple[str, ...] = ()
+    agent_cert: str = ""
+    agent_key: str = ""
+    delivery_timeout_seconds: int = 60
+    grace_seconds: int = 60
 
     @property
     def database_url(self) -> str:

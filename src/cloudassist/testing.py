@@ -74,6 +74,7 @@ class LiveServer:
     access_key_id: str = "testak"
     secret: str = "testsecret"
     port: int = field(default_factory=free_port)
+    agent_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     _log: BinaryIO | None = None
@@ -82,12 +83,16 @@ class LiveServer:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def agent_endpoint(self) -> str:
+        return f"127.0.0.1:{self.agent_port}"
+
     def start(self, timeout: float = 20.0) -> LiveServer:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env.update({"CLOUDASSIST_ACCESS_KEY_ID": self.access_key_id,
                     "CLOUDASSIST_ACCESS_KEY_SECRET": self.secret, **self.extra_env})
         argv = [sys.executable, "-m", "cloudassist", "server", "--data-dir", str(self.data_dir),
-                "--listen", self.endpoint]
+                "--listen", self.endpoint, "--agent-listen", self.agent_endpoint]
         if self.db:
             argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,22 @@ def main() -> None:
 @click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="HOST:PORT [default: 127.0.0.1:8080].")
 @click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True,
               help="postgresql://… to use PostgreSQL; SQLite in the data directory by default.")
-def server(data_dir: Path | None, listen: str | None, db: str | None) -> None:
-    """Serve the ECS Cloud Assistant API."""
+@click.option("--agent-listen", envvar="CLOUDASSIST_AGENT_LISTEN", show_envvar=True,
+              help="HOST:PORT of the agent protocol over HTTPS [default: 127.0.0.1:8443]; '' turns it off.")
+@click.option("--agent-cert", envvar="CLOUDASSIST_AGENT_CERT", show_envvar=True,
+              help="Your own PEM certificate for the agent face (else one is made in the data directory).")
+@click.option("--agent-key", envvar="CLOUDASSIST_AGENT_KEY", show_envvar=True, help="The key of --agent-cert.")
+@click.option("--agent-name", "agent_names", multiple=True,
+              help="Extra DNS name or IP for the generated agent certificate (repeatable).")
+def server(data_dir: Path | None, listen: str | None, db: str | None, agent_listen: str | None,
+           agent_cert: str | None, agent_key: str | None, agent_names: tuple[str, ...]) -> None:
+    """Serve the ECS Cloud Assistant API and the agent protocol."""
     from cloudassist.server import serve
 
-    settings = load(data_dir=data_dir, listen=listen, db=db)
+    if bool(agent_cert) != bool(agent_key):
+        raise click.UsageError("--agent-cert and --agent-key go together")
+    settings = load(data_dir=data_dir, listen=listen, db=db, agent_listen=agent_listen, agent_cert=agent_cert,
+                    agent_key=agent_key, agent_names=agent_names or None)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(serve(settings))
 

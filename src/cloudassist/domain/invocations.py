@@ -116,3 +116,8 @@ class InvocationResult:
     update_time: datetime
     creation_time: datetime
     repeats: int
+    invoke_version: int = 1
+    #: When the agent fetched this execution; None until then.
+    delivered_time: datetime | None = None
+    #: Output bytes the agent has reported so far (kept and dropped alike).
+    received: int = 0

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cloudassist.clock import Clock
 from cloudassist.settings import Settings
 from cloudassist.store.store import Store
+
+
+class Notifier(Protocol):
+    """Told when instances have new work (or work to stop), so agents can be kicked to fetch it."""
+
+    def kick(self, instance_ids: Iterable[str]) -> None: ...
+
+
+class NoNotifier:
+    """No agents to tell (tools, tests of the API alone); heart-beats and the sweeper still deliver."""
+
+    def kick(self, instance_ids: Iterable[str]) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -15,6 +30,7 @@ class Context:
     store: Store
     clock: Clock
     settings: Settings
+    notify: Notifier = field(default_factory=NoNotifier)
 
     def retention_start(self, now: datetime) -> datetime:
         """Execution records created before this are no longer returned."""

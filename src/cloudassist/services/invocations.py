@@ -52,6 +52,8 @@ class Targets:
 class Started:
     invoke_id: str
     command_id: str
+    #: The instances that have new work (empty for a DryRun or a repeated ClientToken).
+    instance_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class InvocationService:
             if idem is not None:
                 await tx.tokens.record(scope.account_id, idem.action, idem.token,
                                        json.dumps({"InvokeId": started.invoke_id, "CommandId": started.command_id}))
-            return started
+        self.ctx.notify.kick(started.instance_ids)
+        return started
 
     async def _start(self, tx: Tx, scope: Scope, command: Command, options: RunOptions, targets: Targets,
                      tags: Sequence[Tag]) -> Started:
@@ -184,7 +187,7 @@ class InvocationService:
                                 command_id=command.command_id, first_seq=seq + 1, items=pending, now=now)
         await tx.tags.add(scope.account_id, "invocation", invocation.invoke_id, tags)
         await tx.commands.count_invocation(command.command_id)
-        return Started(invocation.invoke_id, command.command_id)
+        return Started(invocation.invoke_id, command.command_id, tuple(instance_ids))
 
     async def _resolve_targets(self, tx: Tx, scope: Scope, targets: Targets) -> list[str]:
         limit = self.ctx.settings.max_instances_per_call
@@ -249,17 +252,21 @@ class InvocationService:
             if unknown:
                 raise ApiError.of("InvalidInstanceId.NotFound")
             chosen = set(instance_ids) or present
+            told: set[str] = set()
             for result in results:
                 if result.instance_id not in chosen or result.status.terminal:
                     continue
-                if result.status in (InvocationStatus.PENDING, InvocationStatus.SCHEDULED):
+                told.add(result.instance_id)
+                delivered = result.delivered_time is not None
+                if result.status in (InvocationStatus.PENDING, InvocationStatus.SCHEDULED) and not delivered:
                     await tx.results.update(result.result_id, status=InvocationStatus.CANCELLED.value, stop_time=now,
                                             update_time=now)
-                elif result.status is InvocationStatus.RUNNING:
+                else:  # running, or handed to the agent already: it must be told to stop
                     await tx.results.update(result.result_id, status=InvocationStatus.STOPPING.value,
                                             stop_time=now, update_time=now)
             await tx.invocations.set_stop_time(invoke_id, now)
             await self.refresh_status(tx, invoke_id)
+        self.ctx.notify.kick(told)
 
     @staticmethod
     async def refresh_status(tx: Tx, invoke_id: str) -> None:

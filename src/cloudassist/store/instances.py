@@ -106,6 +106,11 @@ class Instances(Repository):
         counts = {row[0]: int(row[1]) for row in await self.conn.execute(stmt)}
         return {i: counts.get(i, 0) for i in instance_ids}
 
+    async def count_invocation(self, instance_id: str, when: datetime) -> None:
+        """One more execution ended on the instance (InvocationCount, LastInvokedTime)."""
+        await self.conn.execute(update(managed_instances).where(M.instance_id == instance_id).values(
+            invocation_count=M.invocation_count + 1, last_invoked_time=when))
+
 
 def _instance(row: Row[Any]) -> ManagedInstance:
     r = row._mapping

@@ -58,6 +58,11 @@ class Invocations(Repository):
             invocations.c.region_id == region_id))).first()
         return None if row is None else _invocation(row)
 
+    async def by_id(self, invoke_id: str) -> Invocation | None:
+        """An invocation by id alone: for the agent face, whose instance fixes account and region."""
+        row = (await self.conn.execute(select(invocations).where(invocations.c.invoke_id == invoke_id))).first()
+        return None if row is None else _invocation(row)
+
     async def get_many(self, account_id: int, region_id: str, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
         if not invoke_ids:
             return {}

@@ -92,6 +92,27 @@ class Results(Repository):
                 found[row.invoke_id].append(_result(row))
         return found
 
+    async def for_instance(self, instance_id: str, statuses: Sequence[InvocationStatus],
+                           limit: int = 100) -> builtins.list[InvocationResult]:
+        """An instance's executions in the given statuses, oldest first (what its agent should hear of)."""
+        stmt = (select(invocation_results).where(R.instance_id == instance_id,
+                                                 R.status.in_([s.value for s in statuses]))
+                .order_by(R.seq).limit(limit))
+        return [_result(row) for row in await self.conn.execute(stmt)]
+
+    async def current(self, invoke_id: str, instance_id: str) -> InvocationResult | None:
+        """The newest execution of a task on an instance."""
+        stmt = (select(invocation_results).where(R.invoke_id == invoke_id, R.instance_id == instance_id)
+                .order_by(R.seq.desc()).limit(1))
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else _result(row)
+
+    async def in_statuses(self, statuses: Sequence[InvocationStatus], limit: int = 1000) -> builtins.list[InvocationResult]:
+        """Executions in the given statuses across every account, oldest first (for the deadline sweeper)."""
+        stmt = (select(invocation_results).where(R.status.in_([s.value for s in statuses]))
+                .order_by(R.result_id).limit(limit))
+        return [_result(row) for row in await self.conn.execute(stmt)]
+
     async def update(self, result_id: int, **values: Any) -> None:
         await self.conn.execute(update(invocation_results).where(R.result_id == result_id).values(**values))
 
@@ -107,4 +128,7 @@ def _result(row: Row[Any]) -> InvocationResult:
         finished_time=None if r["finished_time"] is None else utc(r["finished_time"]),
         stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
         update_time=utc(r["update_time"]), creation_time=utc(r["creation_time"]), repeats=int(r["repeats"]),
+        invoke_version=int(r["invoke_version"]),
+        delivered_time=None if r["delivered_time"] is None else utc(r["delivered_time"]),
+        received=int(r["received"]),
     )

@@ -138,6 +138,12 @@ invocation_results = Table(
     Column("update_time", Time, nullable=False),
     Column("creation_time", Time, nullable=False),
     Column("repeats", BigInteger, nullable=False),
+    #: Delivery to the agent: which version of the task it was given, and when it fetched it.
+    Column("invoke_version", BigInteger, nullable=False, server_default="1"),
+    Column("delivered_time", Time, nullable=True),
+    #: Output bytes the agent has reported so far (kept or dropped): de-duplicates resent chunks.
+    Column("received", BigInteger, nullable=False, server_default="0"),
+    Index(None, "status", "instance_id"),
     Index(None, "account_id", "region_id", "seq", "creation_time"),
     Index(None, "invoke_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "instance_id", "seq", "creation_time"),

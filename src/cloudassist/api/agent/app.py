@@ -1,0 +1,38 @@
+"""The agent face's Starlette application, and the loop that keeps deliveries moving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from cloudassist.api.agent.hub import KickHub
+from cloudassist.api.agent.routes import AgentEndpoints
+from cloudassist.services.context import Context
+from cloudassist.services.delivery import DeliveryService
+
+log = logging.getLogger("cloudassist.agent_face")
+
+
+def create_agent_app(ctx: Context, hub: KickHub) -> Starlette:
+    endpoints = AgentEndpoints(ctx, hub)
+    return Starlette(routes=[
+        WebSocketRoute("/luban/notify_server", endpoints.websocket),
+        Route("/luban/api/{path:path}", endpoints.dispatch, methods=["GET", "POST"]),
+    ])
+
+
+async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> None:
+    """End executions whose deadlines passed, and kick agents whose work still waits.
+
+    Kicks also cover tasks created by another server process sharing the database."""
+    delivery = DeliveryService(ctx)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await delivery.sweep()
+            hub.kick(await delivery.pending_instances())
+        except Exception:
+            log.exception("delivery sweep failed; will retry")

@@ -1,0 +1,172 @@
+"""The agent protocol's endpoints (agent-protocol.md §1.3): registration, heart-beat, the kick
+websocket, the task list and task reports, and cheap, correct answers to the rest."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from cloudassist.api.agent.auth import AgentAuthError, authenticate
+from cloudassist.api.agent.hub import KickHub
+from cloudassist.api.agent.tasks import KINDS, read_report, task_entry
+from cloudassist.domain.instances import ManagedInstance
+from cloudassist.domain.tags import Tag
+from cloudassist.errors import ApiError
+from cloudassist.services.context import Context, Scope
+from cloudassist.services.delivery import DeliveryService
+from cloudassist.services.instances import InstanceService
+
+log = logging.getLogger("cloudassist.agent_face")
+MAX_BODY = 1024 * 1024
+HEARTBEAT_MS = 60_000
+
+
+def ok(**fields: Any) -> JSONResponse:
+    return JSONResponse({"code": 200, **fields})
+
+
+def refused(status: int, message: str, code: str = "") -> JSONResponse:
+    return JSONResponse({"code": status, "errCode": code, "errMsg": message}, status_code=status)
+
+
+def agent_version(request: Request) -> str | None:
+    """`linux_amd64/2.2.3.578` → `2.2.3.578`: the User-Agent is the official agent's version signal."""
+    agent = request.headers.get("user-agent", "")
+    _, sep, version = agent.partition("/")
+    return version.split()[0][:64] if sep and version else None
+
+
+async def body_of(request: Request) -> bytes:
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise ApiError.of("RequestTooLarge")
+    return data
+
+
+class AgentEndpoints:
+    def __init__(self, ctx: Context, hub: KickHub) -> None:
+        self.ctx = ctx
+        self.hub = hub
+        self.instances = InstanceService(ctx)
+        self.delivery = DeliveryService(ctx)
+
+    async def _signed(self, request: Request) -> ManagedInstance:
+        return await authenticate(self.ctx, {k.lower(): v for k, v in request.headers.items()})
+
+    async def dispatch(self, request: Request) -> Response:
+        """Every HTTP endpoint: authenticate (except register), then route by path."""
+        path = request.url.path.removeprefix("/luban/api/")
+        try:
+            if path == "instance/register":
+                return await self.register(request)
+            if path == "connection_detect":
+                return PlainTextResponse("ok")
+            instance = await self._signed(request)
+            return await self.route(path, request, instance)
+        except AgentAuthError as exc:
+            return refused(401, str(exc), "Unauthorized")
+        except ApiError as exc:
+            return refused(exc.http_status, exc.message, exc.code)
+
+    async def route(self, path: str, request: Request, instance: ManagedInstance) -> Response:
+        if path == "heart-beat":
+            return await self.heartbeat(request, instance)
+        if path == "v1/task/list":
+            return await self.task_list(request, instance)
+        if path.startswith("v1/task/") and path.removeprefix("v1/task/") in KINDS:
+            return await self.task_report(path.removeprefix("v1/task/"), request, instance)
+        if path == "v1/task/verified":
+            return ok(instanceId=instance.instance_id)
+        if path == "instance/deregister":
+            await self.instances.deregister_managed_instance(Scope(instance.account_id, instance.region_id),
+                                                             instance.instance_id)
+            return ok(instanceId=instance.instance_id)
+        if path == "instance/list_instance_state_configurations":
+            # "Changed": true with a full result on every call: false with no cache crashes the agent (Part 2 §5.1)
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return JSONResponse({"errCode": "", "errMsg": "", "result": {
+                "RequestId": "cloudassist", "Interval": 1800, "Changed": True, "Checkpoint": now,
+                "StateConfigurations": []}})
+        if path == "v1/update/update_check":
+            return ok(need_update=0, next_interval=1800, update_info={})
+        if path == "gshell":
+            return ok(gshellSupport="false", instanceId=instance.instance_id)
+        if path == "v1/session/list":
+            return ok(instanceId=instance.instance_id, session=[])
+        if path in ("v1/plugin/list", "v2/plugin/update_check"):
+            return ok(instanceId=instance.instance_id, pluginList=[], plugins=[])
+        # metrics, client_report, plugin status, inventory, state reports, session status: taken and dropped
+        await body_of(request)
+        return ok(instanceId=instance.instance_id)
+
+    async def register(self, request: Request) -> Response:
+        try:
+            data = json.loads(await body_of(request) or b"{}")
+        except ValueError:
+            return refused(400, "the body is not JSON", "InvalidParameter")
+        if not isinstance(data, dict):
+            return refused(400, "the body is not a JSON object", "InvalidParameter")
+        raw_tags = data.get("tag") or []
+        tags = tuple(Tag(str(t.get("key", "")), str(t.get("value", ""))) for t in raw_tags if isinstance(t, dict))
+        instance = await self.instances.register(
+            activation_code=data.get("activationCode", ""), activation_id=data.get("activationId", ""),
+            region_id=data.get("regionId", ""), machine_id=data.get("machineId", ""),
+            instance_name=data.get("instanceName") or None, hostname=data.get("hostname", ""),
+            intranet_ip=data.get("intranetIp", ""), os_type=data.get("osType", ""),
+            os_version=data.get("osVersion", ""), agent_version=data.get("agentVersion", ""),
+            public_key=data.get("publicKey", ""), tags=tags,
+            remote_ip=request.client.host if request.client else "")
+        return ok(instanceId=instance.instance_id)
+
+    async def heartbeat(self, request: Request, instance: ManagedInstance) -> Response:
+        await self.instances.heartbeat(instance.instance_id, self.ctx.clock.now(), agent_version(request))
+        waiting = instance.instance_id in await self.delivery.pending_instances()
+        if waiting:
+            self.hub.kick([instance.instance_id])  # the heart-beat doubles as a redelivery trigger
+        return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=waiting)
+
+    async def task_list(self, request: Request, instance: ManagedInstance) -> Response:
+        await body_of(request)
+        tasks = await self.delivery.fetch(instance.instance_id, request.query_params.get("taskId") or None)
+        async with self.ctx.store.read() as tx:
+            account = (await tx.accounts.names()).get(instance.account_id, "")
+        return ok(instanceId=instance.instance_id,
+                  run=[task_entry(o, instance, account) for o in tasks.run],
+                  stop=[task_entry(o, instance, account) for o in tasks.stop],
+                  test=[], file=[], session=[])
+
+    async def task_report(self, kind: str, request: Request, instance: ManagedInstance) -> Response:
+        report = read_report(kind, request.query_params, await body_of(request))
+        await self.delivery.report(instance.instance_id, report)
+        return ok(instanceId=instance.instance_id)
+
+    async def websocket(self, ws: WebSocket) -> None:
+        """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in."""
+        try:
+            instance = await authenticate(self.ctx, {k.lower(): v for k, v in ws.headers.items()})
+        except AgentAuthError as exc:
+            log.info("refused websocket: %s", exc)
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        self.hub.add(instance.instance_id, ws)
+        try:
+            if instance.instance_id in await self.delivery.pending_instances():
+                self.hub.kick([instance.instance_id])
+            while True:
+                await ws.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.hub.remove(instance.instance_id, ws)
+            with contextlib.suppress(Exception):
+                await ws.close()

@@ -1,0 +1,76 @@
+"""The task list as the agent protocol spells it, and task reports read from their query strings."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cloudassist.domain.instances import ManagedInstance
+from cloudassist.services.delivery import Kind, Order, Report, from_millis
+
+#: How the agent should stream output: every second, up to the seed's 24 KB in all.
+OUTPUT: Final = {"interval": 1000, "logQuota": 24 * 1024, "skipEmpty": False, "sendStart": True}
+KINDS: Final[frozenset[str]] = frozenset({"running", "finish", "timeout", "error", "stopped", "invalid"})
+
+
+def _millis(value: Any) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") -> dict[str, Any]:
+    """One `{"task", "output", "repeat"}` entry of a task list (agent-protocol §1.5)."""
+    inv, result = order.invocation, order.result
+    return {
+        "task": {
+            "instanceId": instance.instance_id,
+            "type": inv.command_type.value,
+            "taskID": inv.invoke_id,
+            "commandId": inv.command_id,
+            "enableParameter": True,
+            "timeOut": str(inv.timeout),
+            "commandName": inv.command_name or inv.command_id,
+            "invokeVersion": result.invoke_version,
+            "commandContent": base64.b64encode(inv.content).decode(),
+            "workingDirectory": inv.working_dir,
+            "args": "",
+            "cron": inv.frequency,
+            "username": inv.username,
+            "windowsPasswordName": inv.windows_password_name,
+            "creationTime": _millis(inv.creation_time),
+            "containerId": inv.container_id,
+            "containerName": inv.container_name,
+            "terminationMode": inv.termination_mode.value,
+            "launcher": inv.launcher,
+            "builtInParameter": {
+                "ACS::RegionId": instance.region_id,
+                "ACS::AccountId": account_name,
+                "ACS::InstanceId": instance.instance_id,
+                "ACS::InstanceName": instance.instance_name,
+                "ACS::InvokeId": inv.invoke_id,
+                "ACS::CommandId": inv.command_id,
+            },
+        },
+        "output": dict(OUTPUT),
+        "repeat": inv.repeat_mode.value,
+    }
+
+
+def _int(value: str | None, default: int | None = None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def read_report(kind: str, query: Mapping[str, str], body: bytes) -> Report:
+    """A `task/<kind>` report; the official agent's quirks included (lower-case `exitcode` on stopped)."""
+    assert kind in KINDS
+    exit_code = _int(query.get("exitCode"), _int(query.get("exitcode")))
+    kind_value: Kind = kind  # type: ignore[assignment]  # checked against KINDS above
+    return Report(
+        kind=kind_value, task_id=query.get("taskId", ""), invoke_version=_int(query.get("invokeVersion"), 1) or 1,
+        start=from_millis(query.get("start")), end=from_millis(query.get("end")), exit_code=exit_code,
+        dropped=max(_int(query.get("dropped"), 0) or 0, 0), output=body, offset=_int(query.get("outputOffset")),
+        err_code=query.get("errCode", ""), param=query.get("param", ""), result=query.get("result", ""),
+    )
