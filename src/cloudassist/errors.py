@@ -124,6 +124,16 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
         "The activation code cannot be deleted because instances are registered with it.",
     ),
     "InvalidInstanceName.Malformed": (400, "The specified parameter InstanceName is not valid."),
+    # registration of a managed instance (agent protocol; no ECS text exists, so these are our own)
+    "InvalidActivationCode.Mismatch": (403, "The activation code does not match the specified activation ID."),
+    "InvalidActivation.Disabled": (403, "The activation code is disabled."),
+    "InvalidActivation.Expired": (403, "The activation code has expired."),
+    "InvalidActivation.CountExhausted": (
+        403,
+        "The activation code has already been used to register its maximum number of instances.",
+    ),
+    "InvalidActivation.IpAddressDenied": (403, "The IP address of the host is not allowed to use the activation code."),
+    "InvalidPublicKey.Malformed": (400, "The public key is not a valid PEM or base64 encoded RSA public key."),
 }
 
 

@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 
+def _sequence_length(lead: int) -> int:
+    """How many bytes the UTF-8 sequence starting with `lead` declares (1 for anything else)."""
+    if lead >= 0xF0 and lead <= 0xF4:
+        return 4
+    if lead >= 0xE0 and lead <= 0xEF:
+        return 3
+    if lead >= 0xC2 and lead <= 0xDF:
+        return 2
+    return 1
+
+
 def utf8_cut(data: bytes, limit: int) -> bytes:
     """The longest prefix of `data` of at most `limit` bytes that does not split a UTF-8 character.
 
-    Bytes that are not UTF-8 at all are cut where the limit falls.
+    Only a well-formed multi-byte sequence that the limit would cut is left out whole; bytes that are
+    not UTF-8 (stray continuation bytes, other encodings) are cut exactly at the limit.
     """
     if len(data) <= limit:
         return data
-    cut = limit
-    # step back over continuation bytes (10xxxxxx) to the start of the character the limit splits
-    back = 0
-    while cut > 0 and back < 3 and (data[cut] & 0xC0) == 0x80:
-        cut -= 1
-        back += 1
-    if back == 3 and (data[cut] & 0xC0) == 0x80:
-        return data[:limit]
-    return data[:cut]
+    if limit <= 0:
+        return b""
+    # find the start of the character the limit falls in: at most 3 continuation bytes back
+    start = limit
+    while start > 0 and limit - start < 3 and (data[start] & 0xC0) == 0x80:
+        start -= 1
+    length = _sequence_length(data[start])
+    well_formed = length > 1 and all((b & 0xC0) == 0x80 for b in data[start + 1:start + length])
+    if start < limit and well_formed and len(data[start:start + length]) == length and start + length > limit:
+        return data[:start]
+    if start == limit and well_formed and start + length > limit:
+        return data[:start]
+    return data[:limit]
 
 
 def append(kept: bytes, dropped: int, chunk: bytes, limit: int) -> tuple[bytes, int]:
-    """Append `chunk` to output already `kept`, returning the new kept bytes and dropped count."""
-    room = limit - len(kept)
-    if room <= 0:
+    """Append `chunk` to output already `kept`, returning the new kept bytes and dropped count.
+
+    The kept output is always a prefix of the whole stream: once anything was dropped, every later
+    byte is dropped too, and the result does not depend on how the stream was cut into chunks
+    (a character split across two chunks is judged whole).
+    """
+    if dropped or not chunk or len(kept) > limit:  # over: the limit was lowered since; keep what was kept
         return kept, dropped + len(chunk)
-    head = utf8_cut(chunk, room)
-    return kept + head, dropped + len(chunk) - len(head)
+    whole = kept + chunk
+    # a trailing half character kept earlier is given back if the stream now overflows inside it
+    head = utf8_cut(whole, limit)
+    return head, len(whole) - len(head)

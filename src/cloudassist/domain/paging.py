@@ -30,6 +30,15 @@ class Page:
     def offset(self) -> int:
         return 0 if self.token_mode else (self.number - 1) * self.size
 
+    @property
+    def position(self) -> int | None:
+        """The number inside a NextToken (a sequence number or an offset), None on the first page."""
+        if self.after is None:
+            return None
+        if not self.after.isdigit() or len(self.after) > 18:
+            raise ApiError.of("InvalidParameter.NextToken")
+        return int(self.after)
+
 
 def parse_page(page_number: int | None, page_size: int | None, next_token: str | None, max_results: int | None,
                *, paging_status: int, max_size: int = MAX_PAGE_SIZE) -> Page:
@@ -51,7 +60,9 @@ def encode_token(key: str) -> str:
 
 
 def decode_token(token: str) -> str:
+    """The sort key inside a NextToken; anything that is not one of ours is InvalidParameter.NextToken."""
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        key = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ApiError.of("InvalidParameter.NextToken") from None
+    return key

@@ -133,20 +133,25 @@ def roll_up(statuses: Iterable[InvocationStatus]) -> TaskStatus:
 
 
 def legacy_roll_up(task: TaskStatus, statuses: Iterable[InvocationStatus]) -> LegacyStatus:
-    """The task's legacy `InvokeStatus`, consistent with `roll_up` (reference §5.3)."""
-    present = set(statuses)
-    if task in (TaskStatus.PENDING, TaskStatus.SCHEDULED, TaskStatus.RUNNING):
-        return LegacyStatus.RUNNING
-    if task is TaskStatus.STOPPING:
+    """The task's legacy `InvokeStatus`, read from its instances' legacy statuses (reference §5.3).
+
+    Stopping, then Running, win; all stopped → Stopped; of the instances not stopped, all legacy-Failed
+    → Failed ("failed on all"), some → PartialFailed ("failed on some"), none → Finished ("all done, or
+    some stopped and the rest done"). A non-zero exit is legacy Finished, as the seed's example shows.
+    `task` (the roll-up of the same statuses) decides the busy cases, so both always agree.
+    """
+    olds = [legacy(s) for s in statuses]
+    if task is TaskStatus.STOPPING or LegacyStatus.STOPPING in olds:
         return LegacyStatus.STOPPING
-    if task is TaskStatus.STOPPED:
+    if LegacyStatus.RUNNING in olds:
+        return LegacyStatus.RUNNING
+    done = [old for old in olds if old is not LegacyStatus.STOPPED]
+    if not done:
         return LegacyStatus.STOPPED
-    if task is TaskStatus.SUCCESS:
-        return LegacyStatus.FINISHED
-    if task is TaskStatus.PARTIAL_FAILED:
-        return LegacyStatus.PARTIAL_FAILED
-    # Failed: every instance failed or was stopped; a non-zero exit alone is still legacy Finished.
-    return LegacyStatus.FINISHED if present <= (STOPPED_CLASS | {S.FAILED}) else LegacyStatus.FAILED
+    failed = sum(old is LegacyStatus.FAILED for old in done)
+    if failed == len(done):
+        return LegacyStatus.FAILED
+    return LegacyStatus.PARTIAL_FAILED if failed else LegacyStatus.FINISHED
 
 
 class ErrorCode(StrEnum):

@@ -76,7 +76,7 @@ class CommandService:
         return command
 
     async def describe_commands(self, f: CommandFilter, page: Page) -> CommandPage:
-        offset = int(page.after) if page.token_mode and page.after else page.offset
+        offset = page.position if page.token_mode and page.position is not None else page.offset
         async with self.ctx.store.read() as tx:
             found = await tx.commands.list(f, min(offset, 2**62), page.size + 1)
             total = -1 if page.token_mode else await tx.commands.count(f)

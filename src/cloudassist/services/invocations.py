@@ -215,7 +215,7 @@ class InvocationService:
             newest = await tx.accounts.current_seq(f.account_id)
             window = ResultFilter(**{**f.__dict__, "not_before": self.ctx.retention_start(now),
                                      "min_seq": newest - self.ctx.settings.retention_count,
-                                     "before_seq": int(page.after) if page.after else None})
+                                     "before_seq": page.position})
             rows = await tx.results.list(window, page.offset if not page.token_mode else 0, page.size + 1)
             total = -1 if page.token_mode else await tx.results.count(window)
             invocations = await tx.invocations.get_many(f.account_id, f.region_id, list({r.invoke_id for _, r in rows}))
@@ -229,7 +229,7 @@ class InvocationService:
         now = self.ctx.clock.now()
         async with self.ctx.store.read() as tx:
             window = InvocationFilter(**{**f.__dict__, "not_before": self.ctx.retention_start(now),
-                                         "before_seq": int(page.after) if page.after else None})
+                                         "before_seq": page.position})
             rows = await tx.invocations.list(window, page.offset if not page.token_mode else 0, page.size + 1)
             total = -1 if page.token_mode else await tx.invocations.count(window)
             more = len(rows) > page.size

@@ -37,6 +37,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
+        # LIKE matches case-sensitively, as on PostgreSQL: `Name=deploy*` never matches "Deploy-web"
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -48,6 +48,8 @@ class NewResult:
 class Results(Repository):
     async def insert(self, *, account_id: int, region_id: str, invoke_id: str, command_id: str, first_seq: int,
                      items: Sequence[NewResult], now: datetime) -> None:
+        if not items:
+            return
         rows = [{
             "account_id": account_id, "region_id": region_id, "seq": first_seq + i, "invoke_id": invoke_id,
             "instance_id": item.instance_id, "command_id": command_id, "status": item.status.value,

@@ -1,0 +1,229 @@
+"""A durable FIFO of task reports, and the sender that drains it to the server.
+
+Every report (the "started" post, running-output chunks, the final report) is written here first, one
+file per report named by a sequence number, atomically and durably (temp file, fsync, rename, fsync of
+the directory). A report leaves the spool only when the server acknowledged it (HTTP 2xx with
+`"code": 200`), so a result survives a server outage, a network loss, an agent crash and a reboot; the
+official agent drops it after three tries (agent-protocol §1.12, field lessons #10).
+
+Reports go out one at a time, in order: a task's chunks reach the server before its final report. While
+the server cannot be reached the sender backs off exponentially with jitter (1 s doubling to 60 s);
+`retry_now()` cuts the wait short when the agent learns the server is back (a heart-beat got through).
+Resending is harmless: the server skips output it already has (`outputOffset`) and ignores reports for an
+execution that has ended.
+
+Disk use is bounded by `max_files` (10,000): when full, new running chunks are dropped (and counted, so
+the final report can add them to `dropped`); a final report pushes out the oldest running chunk
+instead, and is never dropped itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudassist.agent.client import ServerError
+from cloudassist.agent.identity import fsync_dir
+
+log = logging.getLogger("cloudassist.agent.spool")
+MAX_FILES = 10_000
+_NAME = re.compile(r"^(\d{12})-(final|chunk)\.rep$")
+
+Send = Callable[[str, Mapping[str, str], bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One spooled report: POST v1/task/<kind>?<query> with `body`."""
+
+    seq: int
+    kind: str
+    query: dict[str, str]
+    body: bytes
+    final: bool
+
+
+class Spool:
+    """The reports waiting in `directory` (created 0700). Used from one thread (the agent's event loop)."""
+
+    def __init__(self, directory: Path, max_files: int = MAX_FILES, *, readonly: bool = False) -> None:
+        """Open the spool; `readonly` only looks (for `agent status` while an agent may be writing)."""
+        self.directory = directory
+        self.max_files = max_files
+        self.dropped_chunks = 0
+        if not readonly:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._index: dict[int, bool] = {}  # seq -> final, in seq order
+        for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+            match = _NAME.match(path.name)
+            if match:
+                self._index[int(match.group(1))] = match.group(2) == "final"
+            elif path.name.endswith(".tmp") and not readonly:  # a write cut short by a crash: never acknowledged
+                path.unlink(missing_ok=True)
+        self._next = max(self._index, default=0) + 1
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _path(self, seq: int, final: bool) -> Path:
+        return self.directory / f"{seq:012d}-{'final' if final else 'chunk'}.rep"
+
+    def put(self, kind: str, query: Mapping[str, str], body: bytes = b"", *, final: bool) -> int | None:
+        """Append a report durably; its sequence number, or None if a running chunk was dropped (spool full)."""
+        if len(self._index) >= self.max_files:
+            if not final:
+                self.dropped_chunks += 1
+                return None
+            oldest_chunk = next((seq for seq, is_final in self._index.items() if not is_final), None)
+            if oldest_chunk is not None:
+                log.warning("spool full: dropping running chunk %d to keep a final report", oldest_chunk)
+                self.remove(oldest_chunk)
+                self.dropped_chunks += 1
+        seq = self._next
+        self._next += 1
+        header = json.dumps({"kind": kind, "query": dict(query), "final": final}, sort_keys=True).encode()
+        path = self._path(seq, final)
+        tmp = self.directory / f".{seq:012d}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(header + b"\n" + body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.directory)
+        self._index[seq] = final
+        return seq
+
+    def peek(self) -> Item | None:
+        """The oldest report, or None when empty. An unreadable file is logged and removed."""
+        while self._index:
+            seq, final = next(iter(self._index.items()))
+            try:
+                raw = self._path(seq, final).read_bytes()
+                header, _, body = raw.partition(b"\n")
+                meta = json.loads(header)
+                return Item(seq, str(meta["kind"]), {str(k): str(v) for k, v in meta["query"].items()}, body,
+                            bool(meta.get("final", final)))
+            except (OSError, ValueError, KeyError, AttributeError) as exc:
+                log.error("dropping unreadable spooled report %d: %s", seq, exc)
+                self.remove(seq)
+        return None
+
+    def items(self) -> list[Item]:
+        """Every report, oldest first (for inspection; the sender uses peek/remove)."""
+        found = []
+        for seq, final in list(self._index.items()):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                header, _, body = self._path(seq, final).read_bytes().partition(b"\n")
+                meta = json.loads(header)
+                found.append(Item(seq, meta["kind"], dict(meta["query"]), body, bool(meta["final"])))
+        return found
+
+    def remove(self, seq: int) -> None:
+        """Forget a report (the server acknowledged it)."""
+        final = self._index.pop(seq, None)
+        if final is None:
+            return
+        self._path(seq, final).unlink(missing_ok=True)
+        fsync_dir(self.directory)
+
+
+class Backoff:
+    """Exponential back-off with jitter: the n-th delay is min(cap, first * 2**n) times a random 0.5 to 1."""
+
+    def __init__(self, first: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> None:
+        self.first = first
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+
+    def next(self) -> float:
+        base = min(self.cap, self.first * float(2 ** min(self.failures, 30)))
+        self.failures += 1
+        return base * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class SpoolSender:
+    """Drains a Spool in order through `send(kind, query, body)`, which raises unless acknowledged."""
+
+    def __init__(self, spool: Spool, send: Send, backoff: Backoff | None = None) -> None:
+        self.spool = spool
+        self._send = send
+        self.backoff = backoff or Backoff()
+        self._work = asyncio.Event()  # something new was spooled
+        self._retry = asyncio.Event()  # the server seems reachable again: end a back-off wait early
+        self._empty = asyncio.Event()
+        self.sent = 0
+        self.last_error: str = ""
+
+    def notify(self) -> None:
+        """A report was spooled: send it when the sender is idle (it does not cut a back-off short)."""
+        self._work.set()
+
+    def retry_now(self) -> None:
+        """The server answered something else: try the waiting report now rather than after the back-off."""
+        self._retry.set()
+        self._work.set()
+
+    async def run(self) -> None:
+        """Send forever (until cancelled)."""
+        while True:
+            item = self.spool.peek()
+            if item is None:  # nothing awaits between peek and clear: a notify() cannot slip through
+                self._empty.set()
+                self._work.clear()
+                await self._work.wait()
+                continue
+            self._empty.clear()
+            try:
+                await self._send(item.kind, item.query, item.body)
+            except ServerError as exc:
+                if exc.permanent:  # the server will never take it: do not block the reports behind it
+                    log.error("server refused %s report %s for good (%s); dropping it",
+                              item.kind, item.query.get("taskId"), exc)
+                    self.spool.remove(item.seq)
+                    continue
+                await self._wait_after_failure(item, exc)
+            except Exception as exc:  # network, TLS, a 5xx, an unexpected reply: retry later
+                await self._wait_after_failure(item, exc)
+            else:
+                self.spool.remove(item.seq)
+                self.sent += 1
+                self.backoff.reset()
+                self.last_error = ""
+
+    async def _wait_after_failure(self, item: Item, exc: BaseException) -> None:
+        delay = self.backoff.next()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.info("cannot deliver %s report for %s (%s); %d waiting, next try in %.1f s",
+                 item.kind, item.query.get("taskId"), self.last_error, len(self.spool), delay)
+        self._retry.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._retry.wait(), delay)
+        self._retry.clear()
+
+    async def flush(self, within: float) -> bool:
+        """Wait up to `within` seconds for the spool to empty (trying at once); True if it did."""
+        if not len(self.spool):
+            return True
+        self._empty.clear()
+        self.retry_now()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), within)
+        return not len(self.spool)
