@@ -37,8 +37,12 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
-    """Open (and migrate) the store; make sure an access key exists. Returns a key created just now."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Open (and migrate) the store; make sure an access key exists. Returns a key created just now.
+
+    The data directory holds secrets (the database, keys, the CA's key): only its owner may enter it,
+    and everything the server creates there is private to it.
+    """
+    secure_data_dir(settings.data_dir)
     store = await Store.open(settings.database_url)
     ctx = Context(store, SystemClock(), settings)
     access = AccessService(ctx)
@@ -51,6 +55,13 @@ async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
     created = await access.create_key()
     write_key_file(settings.data_dir, created)
     return ctx, created
+
+
+def secure_data_dir(path: Path) -> None:
+    """Create the data directory private to its owner; files made after this are private too."""
+    os.umask(0o077)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def write_key_file(data_dir: Path, key: NewKey) -> Path:

@@ -24,7 +24,9 @@ db_option = click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True, help
 
 def _run(settings: Settings, work: Callable[[AccessService], Awaitable[T]]) -> T:
     async def go() -> T:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from cloudassist.server import secure_data_dir
+
+        secure_data_dir(settings.data_dir)
         store = await Store.open(settings.database_url)
         try:
             return await work(AccessService(Context(store, SystemClock(), settings)))

@@ -41,11 +41,20 @@ def server(data_dir: Path | None, listen: str | None, db: str | None, agent_list
         raise click.UsageError("--agent-cert and --agent-key go together")
     settings = load(data_dir=data_dir, listen=listen, db=db, agent_listen=agent_listen, agent_cert=agent_cert,
                     agent_key=agent_key, agent_names=agent_names or None)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     asyncio.run(serve(settings))
 
 
 main.add_command(keys)
+
+#: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.
+QUIET = ("aiosqlite", "asyncpg", "sqlalchemy", "alembic", "websockets", "httpx", "httpcore")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -17,23 +17,22 @@ def _sequence_length(lead: int) -> int:
 def utf8_cut(data: bytes, limit: int) -> bytes:
     """The longest prefix of `data` of at most `limit` bytes that does not split a UTF-8 character.
 
-    Only a well-formed multi-byte sequence that the limit would cut is left out whole; bytes that are
-    not UTF-8 (stray continuation bytes, other encodings) are cut exactly at the limit.
+    A multi-byte sequence that the limit falls inside is left out whole, also when `data` ends before
+    the sequence does (the rest may follow in a later chunk). Bytes that are not UTF-8 (stray
+    continuation bytes, other encodings) are cut exactly at the limit.
     """
     if len(data) <= limit:
         return data
     if limit <= 0:
         return b""
-    # find the start of the character the limit falls in: at most 3 continuation bytes back
-    start = limit
+    start = limit  # back to the lead byte of the character the limit falls in: at most 3 steps
     while start > 0 and limit - start < 3 and (data[start] & 0xC0) == 0x80:
         start -= 1
-    length = _sequence_length(data[start])
-    well_formed = length > 1 and all((b & 0xC0) == 0x80 for b in data[start + 1:start + length])
-    if start < limit and well_formed and len(data[start:start + length]) == length and start + length > limit:
-        return data[:start]
-    if start == limit and well_formed and start + length > limit:
-        return data[:start]
+    if start < limit:
+        length = _sequence_length(data[start])
+        following = data[start + 1:start + length]
+        if length > 1 and start + length > limit and all((b & 0xC0) == 0x80 for b in following):
+            return data[:start]
     return data[:limit]
 
 

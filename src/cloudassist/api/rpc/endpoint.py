@@ -44,12 +44,17 @@ class RpcRequest:
         return "XML" if self.params.get("Format", "").strip().upper() == "XML" else "JSON"
 
     @property
+    def v3(self) -> bool:
+        return self.headers.get("authorization", "").startswith("ACS3-")
+
+    @property
     def action(self) -> str | None:
-        return self.params.get("Action") or self.headers.get("x-acs-action")
+        """The Action: a parameter, or under V3 the signed `x-acs-action` header (v1 does not sign it)."""
+        return self.params.get("Action") or (self.headers.get("x-acs-action") if self.v3 else None)
 
     @property
     def version(self) -> str | None:
-        return self.params.get("Version") or self.headers.get("x-acs-version")
+        return self.params.get("Version") or (self.headers.get("x-acs-version") if self.v3 else None)
 
 
 async def read_request(request: Request, limit: int) -> RpcRequest:
