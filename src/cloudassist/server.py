@@ -85,7 +85,7 @@ class _Server(uvicorn.Server):
 def _config(app: Any, listen: str, settings: Settings, **tls: Any) -> uvicorn.Config:
     host, port = split_listen(listen)
     return uvicorn.Config(
-        app, host=host, port=port, http="httptools", lifespan="on", access_log=False,
+        app, host=host, port=port, http="h11", lifespan="on", access_log=False,
         log_level=settings.log_level, timeout_graceful_shutdown=5, server_header=False,
         h11_max_incomplete_event_size=settings.max_request_bytes, ws_ping_interval=None, **tls)
 

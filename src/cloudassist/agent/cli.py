@@ -157,10 +157,10 @@ def deregister_command(state_dir: Path, force: bool) -> None:
 def status_command(state_dir: Path, check: bool, as_json: bool) -> None:
     """Show the identity, the reports waiting in the spool and the tasks in the journal."""
     identity = _load(state_dir)
-    entries = Journal(state_dir / "journal", readonly=True).entries()
+    entries = Journal(state_dir / "journal").entries()
     info: dict[str, object] = {
         **identity.public_record(), "state_dir": str(state_dir),
-        "spooled_reports": len(Spool(state_dir / "spool", readonly=True)),
+        "spooled_reports": len(Spool(state_dir / "spool")),
         "tasks_running_or_interrupted": [e.task_id for e in entries if e.state == "started"],
         "tasks_waiting": [e.task_id for e in entries if e.state == "accepted"],
     }

@@ -82,13 +82,17 @@ def _file_name(task_id: str, invoke_version: int) -> str:
 class Journal:
     """The journal in `directory` (created 0700)."""
 
-    def __init__(self, directory: Path, *, readonly: bool = False) -> None:
-        """Open the journal; `readonly` only looks (for `agent status` while an agent may be writing)."""
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        if not readonly:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for stale in directory.glob(".*.tmp"):  # a write interrupted by a crash
-                stale.unlink(missing_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def discard_partial_writes(self) -> int:
+        """Remove temp files of writes a crash cut short; only while no other process writes (the agent
+        calls it at startup, holding the state directory's lock). How many were removed."""
+        stale = list(self.directory.glob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def _path(self, task_id: str, invoke_version: int) -> Path:
         return self.directory / _file_name(task_id, invoke_version)

@@ -145,6 +145,8 @@ class Agent:
 
     def _recover(self) -> None:
         """Report runs a previous agent process never finished; forget accepted runs that never started."""
+        self.journal.discard_partial_writes()
+        self.spool.discard_partial_writes()
         for entry in self.journal.interrupted():
             if (pid := entry.leftover_pid()) is not None:
                 log.warning("killing leftover process %d of interrupted task %s", pid, entry.task_id)

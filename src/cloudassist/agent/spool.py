@@ -55,21 +55,24 @@ class Item:
 class Spool:
     """The reports waiting in `directory` (created 0700). Used from one thread (the agent's event loop)."""
 
-    def __init__(self, directory: Path, max_files: int = MAX_FILES, *, readonly: bool = False) -> None:
-        """Open the spool; `readonly` only looks (for `agent status` while an agent may be writing)."""
+    def __init__(self, directory: Path, max_files: int = MAX_FILES) -> None:
         self.directory = directory
         self.max_files = max_files
         self.dropped_chunks = 0
-        if not readonly:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._index: dict[int, bool] = {}  # seq -> final, in seq order
-        for path in sorted(directory.iterdir()) if directory.is_dir() else []:
-            match = _NAME.match(path.name)
-            if match:
+        for path in sorted(directory.iterdir()):
+            if match := _NAME.match(path.name):
                 self._index[int(match.group(1))] = match.group(2) == "final"
-            elif path.name.endswith(".tmp") and not readonly:  # a write cut short by a crash: never acknowledged
-                path.unlink(missing_ok=True)
         self._next = max(self._index, default=0) + 1
+
+    def discard_partial_writes(self) -> int:
+        """Remove temp files of reports a crash cut short (never acknowledged, never counted); only while no
+        other process writes (the agent calls it at startup, holding the state directory's lock)."""
+        stale = list(self.directory.glob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def __len__(self) -> int:
         return len(self._index)

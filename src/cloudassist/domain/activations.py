@@ -14,7 +14,8 @@ from cloudassist.errors import ApiError
 MAX_INSTANCE_COUNT: Final = 1000
 DEFAULT_INSTANCE_COUNT: Final = 10
 DEFAULT_TTL_HOURS: Final = 4
-MAX_TTL_HOURS: Final = 24 * 365 * 10
+#: TimeToLiveInHours: "Valid values: 1 to 4" (reference A.21).
+MAX_TTL_HOURS: Final = 4
 _NAME: Final = re.compile(r"^[A-Za-z\u4e00-\u9fa5][\w.:\-\u4e00-\u9fa5]{1,49}$")
 
 

@@ -13,6 +13,7 @@ from cloudassist.domain import commands as rules
 from cloudassist.domain.commands import Command
 from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatMode, TerminationMode
 from cloudassist.domain.paging import Page
+from cloudassist.domain.schedules import check_frequency
 from cloudassist.domain.statuses import InvocationStatus, legacy_roll_up, roll_up
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
@@ -173,6 +174,8 @@ class InvocationService:
             container_id=options.container_id, container_name=options.container_name,
             resource_group_id=options.resource_group_id, creation_time=now, stop_time=None,
         )
+        if invocation.repeat_mode is RepeatMode.PERIOD:
+            check_frequency(invocation.frequency, invocation.timeout, now)
         if options.repeat_mode is RepeatMode.DRY_RUN:
             return Started(invocation.invoke_id, command.command_id)  # checked everything; nothing runs
         pending = [NewResult(i, InvocationStatus.PENDING) for i in instance_ids]
