@@ -82,6 +82,7 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     "InvalidName.LengthLimitExceeded": (403, "The length of the parameter Name exceeds the limit."),
     "InvalidDescription.LengthLimitExceeded": (403, "The length of the parameter Description exceeds the limit."),
     "Operation.Forbidden": (403, "The operation is not permitted."),
+    "InvalidResourceGroup.NotFound": (404, "The ResourceGroup provided does not exist in our records."),
     # invocations
     "MissingParam.InstanceId": (400, "The parameter instanceId is missing or empty."),
     "InstanceIds.ExceedLimit": (403, "The number of instance IDs exceeds the upper limit."),

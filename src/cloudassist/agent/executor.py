@@ -221,7 +221,7 @@ class Execution:
             return self._outcome("invalid", param=exc.param, error=str(exc))
         except asyncio.CancelledError:
             self._kill("stopped")
-            _reap_later(self._victims - {self.pid or -1})
+            _reap_later(self._victims - {self.pid or -1}, self.pid or -1)
             raise
         except Exception as exc:  # an OSError launching, mostly: report it, never raise
             return self._outcome("error", error=f"{type(exc).__name__}: {exc}")
@@ -304,14 +304,14 @@ class Execution:
         }
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
-        while pending := proctree.reap_dead(pending, keep=live_shell_pids()):
+        while pending := proctree.reap_dead(pending, keep=live_shell_pids() | {shell}):
             if loop.time() > deadline:
                 break
             await asyncio.sleep(0.01)
 
 
-def _reap_later(pids: set[int], tries: int = 100) -> None:
+def _reap_later(pids: set[int], shell: int, tries: int = 100) -> None:
     """Reap `pids` from loop callbacks, every 50 ms for at most `tries` times (when run() cannot await)."""
-    pids = proctree.reap_dead(pids, keep=live_shell_pids())
+    pids = proctree.reap_dead(pids, keep=live_shell_pids() | {shell})
     if pids and tries > 0:
-        asyncio.get_running_loop().call_later(0.05, _reap_later, pids, tries - 1)
+        asyncio.get_running_loop().call_later(0.05, _reap_later, pids, shell, tries - 1)

@@ -152,8 +152,8 @@ def kill_tree(pid: int, *, marker: str = "") -> set[int]:
     """SIGKILL `pid` and everything `members` finds, freezing them first so none can fork away meanwhile.
 
     Each walk SIGSTOPs the processes it finds and waits until they are stopped; walks repeat until one finds
-    nothing new (a stopped process cannot fork, and one stopped mid-fork shows its child to the next walk). Then SIGKILL to every one of them
-    and to the process group `pid`. Returns the pids signalled.
+    nothing new (a stopped process cannot fork, and one stopped mid-fork shows its child to the next walk).
+    Then SIGKILL to every one of them and to the process group `pid`. Returns the pids signalled.
     """
     sig = _Signaller()
     try:
@@ -218,10 +218,19 @@ def reap(pids: set[int], *, keep: set[int] | frozenset[int] = frozenset()) -> se
 
 
 def reap_dead(pids: set[int], *, keep: set[int] | frozenset[int] = frozenset()) -> set[int]:
-    """Reap those of `pids` that are our zombie children (`reap`); return the ones still alive or unreaped."""
+    """Reap those of `pids` that are our zombie children (`reap`); return the ones not settled yet.
+
+    Settled: gone, or a zombie that someone else will reap — its parent is neither us nor one of `pids`
+    or `keep` (those are dying too, and their zombie children will be reparented to us, the subreaper).
+    """
     reap(pids, keep=keep)
-    me = os.getpid()
-    return {p for p in pids if (info := stat(p)) is not None and (info.state not in ("Z", "X") or info.ppid == me)}
+    me, dying = os.getpid(), pids | keep
+
+    def settled(pid: int) -> bool:
+        info = stat(pid)
+        return info is None or (info.state in ("Z", "X") and info.ppid != me and info.ppid not in dying)
+
+    return {p for p in pids if not settled(p)}
 
 
 def reap_orphans(known: set[int] | frozenset[int]) -> set[int]:

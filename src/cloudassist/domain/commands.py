@@ -110,6 +110,24 @@ def encode_content(raw: bytes, encoding: ContentEncoding) -> str:
     return raw.decode("utf-8", "replace")
 
 
+MAX_RESOURCE_GROUP_ID: Final = 64
+_CONTAINER_ID = re.compile(r"^(?:(?:docker|containerd|cri-o)://)?[0-9a-fA-F]{64}$")
+_CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+def check_resource_group(value: str | None) -> None:
+    if value and (len(value) > MAX_RESOURCE_GROUP_ID or not value.isprintable()):
+        raise ApiError.of("InvalidResourceGroup.NotFound")
+
+
+def check_container(container_id: str | None, container_name: str | None) -> None:
+    """ContainerId is 64 hex digits, optionally prefixed docker://, containerd:// or cri-o://."""
+    if container_id and not _CONTAINER_ID.match(container_id):
+        raise ApiError.of("InvalidContainerId.Malformed")
+    if container_name and not _CONTAINER_NAME.match(container_name):
+        raise ApiError.of("InvalidContainerName.Malformed")
+
+
 def check_lengths(*, name: str | None = None, description: str | None = None, working_dir: str | None = None,
                   launcher: str | None = None, username: str | None = None) -> None:
     """The documented length limits of a command's text attributes."""

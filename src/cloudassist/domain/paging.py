@@ -11,6 +11,8 @@ from cloudassist.errors import ApiError
 
 MAX_PAGE_SIZE: Final = 50
 DEFAULT_PAGE_SIZE: Final = 10
+#: Far beyond any row count, and within the 64-bit integers both databases take for OFFSET.
+MAX_OFFSET: Final = 2**62
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class Page:
 
     @property
     def offset(self) -> int:
-        return 0 if self.token_mode else (self.number - 1) * self.size
+        """Rows to skip; a page past any possible row count asks for an empty page, not an overflow."""
+        return 0 if self.token_mode else min((self.number - 1) * self.size, MAX_OFFSET)
 
     @property
     def position(self) -> int | None:

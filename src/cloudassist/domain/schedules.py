@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloudassist.errors import ApiError
 
+#: The longest Frequency stored (the column's size); longer ones are InvalidParam.Frequency.
+MAX_FREQUENCY: Final = 256
 MIN_RATE: Final = timedelta(seconds=60)
 MAX_RATE: Final = timedelta(days=7)
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -47,6 +47,7 @@ class CommandService:
         rules.check_lengths(name=spec.name, description=spec.description, working_dir=spec.working_dir,
                             launcher=spec.launcher)
         rules.check_timeout(spec.timeout, self.ctx.settings.max_timeout_seconds)
+        rules.check_resource_group(spec.resource_group_id)
         rules.check_content_size(spec.content)
         if spec.enable_parameter:
             rules.check_parameter_definitions(spec.content)

@@ -13,7 +13,7 @@ from cloudassist.domain import commands as rules
 from cloudassist.domain.commands import Command
 from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatMode, TerminationMode
 from cloudassist.domain.paging import Page
-from cloudassist.domain.schedules import check_frequency
+from cloudassist.domain.schedules import MAX_FREQUENCY, check_frequency
 from cloudassist.domain.statuses import InvocationStatus, legacy_roll_up, roll_up
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
@@ -124,6 +124,10 @@ class InvocationService:
             raise ApiError.of("WindowsPasswordName.ExceedLimit")
         if options.timeout is not None:
             rules.check_timeout(options.timeout, self.ctx.settings.max_timeout_seconds)
+        rules.check_resource_group(options.resource_group_id)
+        rules.check_container(options.container_id, options.container_name)
+        if len(options.frequency) > MAX_FREQUENCY:
+            raise ApiError.of("InvalidParam.Frequency")
 
     async def _idempotent(self, scope: Scope, idem: Idempotency | None,
                           create: Callable[[Tx], Any]) -> Started:

@@ -79,7 +79,7 @@ def _read_list(param: Param, items: dict[int, dict[str, str]], raw: Mapping[str,
         # a JSON array in the bare parameter ("InstanceIds=["i-1"]"), as some older SDK builds send
         try:
             decoded = json.loads(raw[param.name])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise param.invalid() from None
         if not isinstance(decoded, list):
             raise param.invalid()
@@ -119,11 +119,11 @@ def _read_json(param: Param, text: str) -> dict[str, Any]:
     """A JSON object parameter; a Python dict repr (aliyunsdkcore given a dict) is read too."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             raise param.invalid() from None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise param.invalid()
     return value
