@@ -44,7 +44,6 @@ KILL_WAIT_SECONDS = 10.0  # how long a SIGKILLed shell may take to be reaped bef
 READ_CHUNK = 64 * 1024
 MARKER_ENV = "CLOUDASSIST_EXECUTION"  # unique per execution; proctree finds daemonised descendants by it
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-WINDOWS_TYPES = frozenset({"RunBatScript", "RunPowerShellScript"})
 # For a different user, the agent's own environment is not passed on (it may hold the agent's secrets), only:
 PASSED_TO_OTHER_USERS = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM"})
 
@@ -187,6 +186,11 @@ class Execution:
         """The shell's pid (also its session and process group id), once started."""
         return None if self._proc is None else self._proc.pid
 
+    @property
+    def marker(self) -> str:
+        """NAME=value set in the task's environment: `proctree.kill_tree(pid, marker=…)` finds its daemons."""
+        return f"{MARKER_ENV}={self._token}"
+
     def stop(self) -> None:
         """Request a stop (StopInvocation): kill per termination_mode now; run() then returns kind="stopped"."""
         self._stop_requested = True
@@ -200,7 +204,7 @@ class Execution:
         if self.spec.termination_mode == "Process":
             proctree.kill_process(proc.pid)
         else:
-            self._victims |= proctree.kill_tree(proc.pid, marker=f"{MARKER_ENV}={self._token}")
+            self._victims |= proctree.kill_tree(proc.pid, marker=self.marker)
 
     def _outcome(self, kind: Kind, exit_code: int = -1, param: str = "", error: str = "") -> Outcome:
         output, dropped = self.buffer.finish()
@@ -257,7 +261,7 @@ class Execution:
                 os.close(write_fd)
             self._started_at = time.time()
             _live_shells.add(self._proc.pid)
-            reader = PipeReader(read_fd, self.buffer)
+            reader = PipeReader(read_fd, self.buffer, READ_CHUNK)
             read_fd = -1
             kind, returncode, error = await self._wait(self._proc)
             ended_at = time.time()
@@ -299,9 +303,9 @@ class Execution:
             return
         shell = self._proc.pid if self._proc is not None else -1
         me = os.getpid()
-        pending = (self._victims - {shell}) | {  # + any the walk missed but killpg() reached
+        pending = (self._victims | {  # + any the walk missed but killpg() reached
             p.pid for p in proctree.table().values() if p.ppid == me and shell in (p.session, p.pgrp)
-        }
+        }) - {shell}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         while pending := proctree.reap_dead(pending, keep=live_shell_pids() | {shell}):

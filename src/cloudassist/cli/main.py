@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from cloudassist import __version__
+from cloudassist.agent.cli import agent
 from cloudassist.cli.keys import keys
+from cloudassist.cli.up import up
 from cloudassist.settings import load
 
 
@@ -46,6 +48,8 @@ def server(data_dir: Path | None, listen: str | None, db: str | None, agent_list
 
 
 main.add_command(keys)
+main.add_command(up)
+main.add_command(agent)
 
 #: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.
 QUIET = ("aiosqlite", "asyncpg", "sqlalchemy", "alembic", "websockets", "httpx", "httpcore")

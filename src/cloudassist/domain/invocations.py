@@ -83,6 +83,8 @@ class Invocation:
     stop_time: datetime | None
     tags: tuple[Tag, ...] = ()
     results: tuple[InvocationResult, ...] = field(default=())
+    #: The command's EnableParameter: whether the agent fills `{{ACS::…}}` built-ins.
+    enable_parameter: bool = False
 
     @property
     def status(self) -> TaskStatus:

@@ -195,7 +195,8 @@ class DeliveryService:
         """End executions whose deadlines passed; returns how many were ended.
 
         Pending and never fetched: Aborted with ClientNotRunning (no heart-beat for two minutes) or
-        ClientNotResponse (heart-beats, but no fetch). Fetched but never started: DeliveryTimeout.
+        ClientNotResponse (heart-beats, but no fetch). Fetched but never started: DeliveryTimeout once
+        the delivery window has passed (plus the task's Timeout while the agent still beats).
         Running past Timeout plus the grace period: Timeout if the agent still beats (it should have
         killed it), otherwise the run was interrupted. Stopping past the grace period: Terminated.
         """
@@ -213,10 +214,15 @@ class DeliveryService:
                 code: ErrorCode | None = None
                 status: InvocationStatus | None = None
                 if r.status is S.PENDING:
-                    since = r.delivered_time or r.creation_time
-                    if now - since > delivery:
-                        code = (ErrorCode.DELIVERY_TIMEOUT if r.delivered_time is not None
-                                else ErrorCode.CLIENT_NOT_RESPONSE if online else ErrorCode.CLIENT_NOT_RUNNING)
+                    inv = invocations.get(r.invoke_id)
+                    # an agent that fetched the task and still beats may just be busy (its queue is full):
+                    # it gets the task's whole Timeout on top of the delivery window to start it
+                    patience = delivery + (timedelta(seconds=inv.timeout) + grace if inv and online else
+                                           timedelta(0))
+                    if r.delivered_time is not None and now - r.creation_time > patience:
+                        code = ErrorCode.DELIVERY_TIMEOUT
+                    elif r.delivered_time is None and now - r.creation_time > delivery:
+                        code = ErrorCode.CLIENT_NOT_RESPONSE if online else ErrorCode.CLIENT_NOT_RUNNING
                 elif r.status is S.RUNNING:
                     inv = invocations.get(r.invoke_id)
                     timeout = timedelta(seconds=inv.timeout if inv else 0)

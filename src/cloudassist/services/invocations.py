@@ -177,21 +177,23 @@ class InvocationService:
             launcher=options.launcher if options.launcher is not None else command.launcher,
             container_id=options.container_id, container_name=options.container_name,
             resource_group_id=options.resource_group_id, creation_time=now, stop_time=None,
+            enable_parameter=command.enable_parameter,
         )
         if invocation.repeat_mode is RepeatMode.PERIOD:
             check_frequency(invocation.frequency, invocation.timeout, now)
         if options.repeat_mode is RepeatMode.DRY_RUN:
             return Started(invocation.invoke_id, command.command_id)  # checked everything; nothing runs
         pending = [NewResult(i, InvocationStatus.PENDING) for i in instance_ids]
-        # one sequence number for the task, then one per execution record
-        seq = await tx.accounts.allocate_seq(scope.account_id, len(pending) + 1) - len(pending)
+        # the task takes the account's next task number; each execution record the next record number
+        first_result = await tx.accounts.allocate_seq(scope.account_id, len(pending)) - len(pending) + 1
         statuses = [r.status for r in pending]
         task = roll_up(statuses)
-        await tx.invocations.insert(invocation, seq=seq, status=task,
+        await tx.invocations.insert(invocation, seq=await tx.accounts.allocate_task_seq(scope.account_id),
+                                    status=task,
                                     invoke_status=legacy_roll_up(task, statuses).value,
                                     client_token=None)
         await tx.results.insert(account_id=scope.account_id, region_id=scope.region_id, invoke_id=invocation.invoke_id,
-                                command_id=command.command_id, first_seq=seq + 1, items=pending, now=now)
+                                command_id=command.command_id, first_seq=first_result, items=pending, now=now)
         await tx.tags.add(scope.account_id, "invocation", invocation.invoke_id, tags)
         await tx.commands.count_invocation(command.command_id)
         return Started(invocation.invoke_id, command.command_id, tuple(instance_ids))

@@ -32,7 +32,7 @@ class Accounts(Repository):
 
     async def ensure(self, name: str, now: datetime) -> int:
         """The id of the account called `name`, created if it does not exist."""
-        await self.insert_or_skip(accounts, {"name": name, "creation_time": now, "result_seq": 0})
+        await self.insert_or_skip(accounts, {"name": name, "creation_time": now, "result_seq": 0, "task_seq": 0})
         account_id = await self.conn.scalar(select(accounts.c.account_id).where(accounts.c.name == name))
         assert account_id is not None
         return int(account_id)
@@ -46,9 +46,15 @@ class Accounts(Repository):
         return {int(r.account_id): r.name for r in rows}
 
     async def allocate_seq(self, account_id: int, count: int) -> int:
-        """Reserve `count` consecutive sequence numbers; returns the last one."""
+        """Reserve `count` consecutive execution-record numbers; returns the last one."""
         stmt = (update(accounts).where(accounts.c.account_id == account_id)
                 .values(result_seq=accounts.c.result_seq + count).returning(accounts.c.result_seq))
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def allocate_task_seq(self, account_id: int) -> int:
+        """Reserve the next task number of the account."""
+        stmt = (update(accounts).where(accounts.c.account_id == account_id)
+                .values(task_seq=accounts.c.task_seq + 1).returning(accounts.c.task_seq))
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def current_seq(self, account_id: int) -> int:

@@ -45,6 +45,7 @@ class Invocations(Repository):
             invoke_id=inv.invoke_id, account_id=inv.account_id, region_id=inv.region_id,
             command_id=inv.command_id, command_name=inv.command_name, command_type=inv.command_type.value,
             command_description=inv.command_description, content=inv.content,
+            enable_parameter=inv.enable_parameter,
             parameters=json.dumps(inv.parameters), repeat_mode=inv.repeat_mode.value, frequency=inv.frequency,
             timeout=inv.timeout, working_dir=inv.working_dir, username=inv.username,
             windows_password_name=inv.windows_password_name, termination_mode=inv.termination_mode.value,
@@ -121,4 +122,5 @@ def _invocation(row: Row[Any]) -> Invocation:
         launcher=r["launcher"], container_id=r["container_id"], container_name=r["container_name"],
         resource_group_id=r["resource_group_id"], creation_time=utc(r["creation_time"]),
         stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
+        enable_parameter=bool(r["enable_parameter"]),
     )

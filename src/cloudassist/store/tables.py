@@ -37,6 +37,8 @@ accounts = Table(
     Column("creation_time", Time, nullable=False),
     #: The sequence number of the newest execution record of the account (retention by count).
     Column("result_seq", BigInteger, nullable=False, server_default="0"),
+    #: The sequence number of the newest task (invocation) of the account: its listing and paging order.
+    Column("task_seq", BigInteger, nullable=False, server_default="0"),
 )
 
 access_keys = Table(
@@ -89,6 +91,8 @@ invocations = Table(
     Column("command_type", String(32), nullable=False),
     Column("command_description", String(512), nullable=False),
     Column("content", LargeBinary, nullable=False),
+    #: Whether `{{ACS::…}}` built-in parameters are filled in on the instance (the command's EnableParameter).
+    Column("enable_parameter", Boolean, nullable=False, server_default="0"),
     Column("parameters", Text, nullable=False),
     Column("repeat_mode", String(32), nullable=False),
     Column("frequency", String(256), nullable=False),
@@ -103,7 +107,7 @@ invocations = Table(
     Column("resource_group_id", String(64), nullable=False),
     Column("creation_time", Time, nullable=False),
     Column("stop_time", Time, nullable=True),
-    #: Shares the account's sequence with execution records: the listing order and the paging key.
+    #: The account's task sequence number: the listing order and the paging key.
     Column("seq", BigInteger, nullable=False),
     #: The roll-up of the results (TaskStatus) and its legacy twin, kept current by the services.
     Column("status", String(16), nullable=False),

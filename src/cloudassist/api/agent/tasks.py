@@ -27,7 +27,7 @@ def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") 
             "type": inv.command_type.value,
             "taskID": inv.invoke_id,
             "commandId": inv.command_id,
-            "enableParameter": True,
+            "enableParameter": inv.enable_parameter,
             "timeOut": str(inv.timeout),
             "commandName": inv.command_name or inv.command_id,
             "invokeVersion": result.invoke_version,

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("creation_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("result_seq", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("task_seq", sa.BigInteger(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("name", name=op.f("uq_accounts_name")),
     )
@@ -135,6 +136,7 @@ def upgrade() -> None:
         sa.Column("command_type", sa.String(length=32), nullable=False),
         sa.Column("command_description", sa.String(length=512), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("enable_parameter", sa.Boolean(), server_default="0", nullable=False),
         sa.Column("parameters", sa.Text(), nullable=False),
         sa.Column("repeat_mode", sa.String(length=32), nullable=False),
         sa.Column("frequency", sa.String(length=256), nullable=False),
