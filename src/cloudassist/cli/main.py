@@ -9,13 +9,29 @@ from pathlib import Path
 import click
 
 from cloudassist import __version__
-from cloudassist.agent.cli import agent
-from cloudassist.cli.keys import keys
-from cloudassist.cli.up import up
+import importlib
 from cloudassist.settings import load
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Subcommands imported only when used: the agent must not load the server's libraries."""
+
+    LAZY = {"keys": "cloudassist.cli.keys:keys", "up": "cloudassist.cli.up:up",
+            "agent": "cloudassist.agent.cli:agent"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            module, _, attr = self.LAZY[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="cloudassist")
 def main() -> None:
     """A self-hosted Cloud Assistant speaking the ECS Cloud Assistant API."""
@@ -47,9 +63,6 @@ def server(data_dir: Path | None, listen: str | None, db: str | None, agent_list
     asyncio.run(serve(settings))
 
 
-main.add_command(keys)
-main.add_command(up)
-main.add_command(agent)
 
 #: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.
 QUIET = ("aiosqlite", "asyncpg", "sqlalchemy", "alembic", "websockets", "httpx", "httpcore")

@@ -72,7 +72,7 @@ async def _activation(settings: Settings, region: str) -> tuple[str, str]:
 
 
 def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cloudassist", *argv], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT)
 
 
 @click.command()
@@ -92,7 +92,7 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
         raise click.UsageError("`up` needs the agent face; give --agent-listen HOST:PORT")
     secure_data_dir(settings.data_dir)
     state_dir = settings.data_dir / "agent"
-    server_argv = ["server", "--data-dir", str(settings.data_dir), "--listen", settings.listen,
+    server_argv = ["cloudassist", "server", "--data-dir", str(settings.data_dir), "--listen", settings.listen,
                    "--agent-listen", settings.agent_listen]
     if settings.db:
         server_argv += ["--db", settings.db]
@@ -107,7 +107,7 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
         if not (state_dir / "identity.json").exists():
             code, activation_id = asyncio.run(_activation(settings, region))
             registered = subprocess.run(
-                [sys.executable, "-m", "cloudassist", "agent", "register", "--server", agent_host,
+                [sys.executable, "-m", "cloudassist.agent", "register", "--server", agent_host,
                  "--activation-id", activation_id, "--region", region, "--ca-file", str(settings.data_dir / "ca.pem"),
                  "--state-dir", str(state_dir), "--name", socket.gethostname()[:100] or "localhost"],
                 env={**os.environ, "CLOUDASSIST_ACTIVATION_CODE": code}, capture_output=True, text=True,
@@ -116,7 +116,7 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
                 raise click.ClickException(f"registering the local agent failed: {registered.stdout}"
                                            f"{registered.stderr}")
         instance_id = json.loads((state_dir / "identity.json").read_text())["instance_id"]
-        agent = _child(["agent", "run", "--state-dir", str(state_dir)], agent_log)
+        agent = _child(["cloudassist.agent", "run", "--state-dir", str(state_dir)], agent_log)
         key_id, secret = _access_key(settings)
         click.echo(_banner(settings.listen, key_id, secret, instance_id, region, settings.data_dir))
         _supervise(server, agent)
