@@ -16,20 +16,27 @@ def test_keys_lifecycle_without_ever_showing_a_secret_twice(tmp_path: Path) -> N
     assert created.exit_code == 0, created.output
     fields = dict(line.split(":", 1) for line in created.output.strip().splitlines())
     key_id, secret = fields["AccessKeyId"].strip(), fields["AccessKeySecret"].strip()
-    assert fields["Account"].strip() == "team-b" and key_id.startswith("LTAI") and len(secret) >= 24
+    assert fields["Account"].strip() == "team-b"
+    assert key_id.startswith("LTAI")
+    assert len(secret) >= 24
 
     listed = runner.invoke(main, ["keys", "list", "--data-dir", str(tmp_path)])
-    assert listed.exit_code == 0 and key_id in listed.output and "team-b" in listed.output
+    assert listed.exit_code == 0
+    assert key_id in listed.output
+    assert "team-b" in listed.output
     assert secret not in listed.output
 
     disabled = runner.invoke(main, ["keys", "disable", key_id, "--data-dir", str(tmp_path)])
-    assert disabled.exit_code == 0 and "disabled" in disabled.output
+    assert disabled.exit_code == 0
+    assert "disabled" in disabled.output
     assert "no" in runner.invoke(main, ["keys", "list", "--data-dir", str(tmp_path)]).output
     enabled = runner.invoke(main, ["keys", "enable", key_id, "--data-dir", str(tmp_path)])
-    assert enabled.exit_code == 0 and "enabled" in enabled.output
+    assert enabled.exit_code == 0
+    assert "enabled" in enabled.output
 
 
 def test_disabling_an_unknown_key_fails_with_a_message(tmp_path: Path) -> None:
     """Disabling a key that does not exist exits non-zero and says so."""
     result = CliRunner().invoke(main, ["keys", "disable", "LTAInope", "--data-dir", str(tmp_path)])
-    assert result.exit_code != 0 and "no access key LTAInope" in result.output
+    assert result.exit_code != 0
+    assert "no access key LTAInope" in result.output

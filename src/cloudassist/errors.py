@@ -15,7 +15,10 @@ from typing import Final
 #: code -> (HTTP status, default message). Texts are the ECS documentation's, verbatim where it has one.
 CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     # generic gateway errors (reference §3.7)
-    "MissingParameter": (400, 'The input parameter "{name}" that is mandatory for processing this request is not supplied.'),
+    "MissingParameter": (
+        400,
+        'The input parameter "{name}" that is mandatory for processing this request is not supplied.',
+    ),
     "InvalidParameter": (400, 'The specified parameter "{name}" is not valid.'),
     "InvalidParamater": (400, 'The specified parameter "{name}" is not valid.'),
     "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
@@ -32,14 +35,20 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
     "Forbidden.AccessKeyDisabled": (403, "The Access Key is disabled."),
     "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method."),
-    "UnsupportedOperation": (400, "The action {name} is part of the Cloud Assistant API but is not implemented by this server yet."),
+    "UnsupportedOperation": (
+        400,
+        "The action {name} is part of the Cloud Assistant API but is not implemented by this server yet.",
+    ),
     "InvalidVersion": (400, 'Specified parameter Version "{name}" is not valid.'),
     "UnsupportedHTTPMethod": (403, "This HTTP method is not supported."),
     "InvalidRegionId.NotFound": (404, "The RegionId provided does not exist in our records."),
     "RequestTooLarge": (413, "The request is larger than this server accepts."),
     "InternalError": (500, "The request processing has failed due to some unknown error, exception or failure."),
     "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
-    "IdempotentParameterMismatch": (403, "The specified parameter has changed while using an already used clientToken."),
+    "IdempotentParameterMismatch": (
+        403,
+        "The specified parameter has changed while using an already used clientToken.",
+    ),
     "InvalidClientToken.Malformed": (400, "The specified parameter ClientToken is not valid."),
     # paging (seed: 403; a setting switches to the newer 400)
     "InvalidParam.PageNumber": (403, "The specified parameter is invalid."),
@@ -76,7 +85,10 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
         "(A to Z), numbers (0 to 9), hyphens (-), and underscores (_).",
     ),
     "InvalidParameter.WorkingDir": (400, "The specified parameter WorkingDir is not valid."),
-    "InvalidLauncher.LengthLimitExceeded": (403, "The length of the parameter Launcher exceeds the limit of 1 KB characters."),
+    "InvalidLauncher.LengthLimitExceeded": (
+        403,
+        "The length of the parameter Launcher exceeds the limit of 1 KB characters.",
+    ),
     "InvalidTimeout.ExceedLimit": (403, "The specified parameter Timeout exceeds the upper limit."),
     "InvalidCmdId.NotFound": (404, "The specified command ID does not exist."),
     "InvalidName.LengthLimitExceeded": (403, "The length of the parameter Name exceeds the limit."),

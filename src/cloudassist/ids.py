@@ -51,7 +51,9 @@ def request_id() -> str:
 
 def access_key_id() -> str:
     """An AccessKey id in the console's shape: `LTAI` plus 20 characters."""
-    return "LTAI" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(20))
+    return "LTAI" + "".join(
+        secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(20)
+    )
 
 
 def access_key_secret() -> str:

@@ -85,9 +85,19 @@ class _Server(uvicorn.Server):
 def _config(app: Any, listen: str, settings: Settings, **tls: Any) -> uvicorn.Config:
     host, port = split_listen(listen)
     return uvicorn.Config(
-        app, host=host, port=port, http="h11", lifespan="on", access_log=False,
-        log_level=settings.log_level, timeout_graceful_shutdown=5, server_header=False,
-        h11_max_incomplete_event_size=settings.max_request_bytes, ws_ping_interval=None, **tls)
+        app,
+        host=host,
+        port=port,
+        http="h11",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        h11_max_incomplete_event_size=settings.max_request_bytes,
+        ws_ping_interval=None,
+        **tls,
+    )
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
@@ -102,8 +112,17 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     servers = [_Server(_config(create_app(ctx), settings.listen, settings))]
     if settings.agent_listen:
         cert = agent_certificate(settings)
-        servers.append(_Server(_config(create_agent_app(ctx, hub), settings.agent_listen, settings,
-                                       ssl_certfile=str(cert.cert), ssl_keyfile=str(cert.key))))
+        servers.append(
+            _Server(
+                _config(
+                    create_agent_app(ctx, hub),
+                    settings.agent_listen,
+                    settings,
+                    ssl_certfile=str(cert.cert),
+                    ssl_keyfile=str(cert.key),
+                )
+            )
+        )
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -115,13 +134,17 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runs = [asyncio.create_task(server.serve()) for server in servers]
     delivering = asyncio.create_task(keep_delivering(ctx, hub))
     try:
-        while not all(server.started for server in servers) and not any(task.done() for task in runs):
+        # uvicorn exposes `started` as a flag, not an event
+        while not all(server.started for server in servers) and not any(task.done() for task in runs):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         if all(server.started for server in servers):
             print(f"cloudassist API listening on http://{settings.listen}/", flush=True)
             if settings.agent_listen:
-                print(f"agent protocol listening on https://{settings.agent_listen}/ "
-                      f"(CA certificate: {agent_certificate(settings).ca or settings.agent_cert})", flush=True)
+                print(
+                    f"agent protocol listening on https://{settings.agent_listen}/ "
+                    f"(CA certificate: {agent_certificate(settings).ca or settings.agent_cert})",
+                    flush=True,
+                )
             if ready is not None:
                 ready.set()
         else:
@@ -143,6 +166,6 @@ def agent_certificate(settings: Settings) -> tls.ServerCertificate:
         return tls.ServerCertificate(Path(settings.agent_cert), Path(settings.agent_key), None)
     host, _ = split_listen(settings.agent_listen)
     names = tls.default_names(settings.agent_names)
-    if host not in ("0.0.0.0", "::", "") and host not in names:
+    if host not in ("0.0.0.0", "::", "") and host not in names:  # noqa: S104 - wildcards get no SAN
         names.append(host)
     return tls.ensure(settings.data_dir, names)

@@ -41,7 +41,9 @@ class Setting:
 
 
 SETTINGS: Final[tuple[Setting, ...]] = (
-    Setting("data_dir", Path(".cloudassist"), Path, "Directory for the SQLite database, generated keys and certificates."),
+    Setting(
+        "data_dir", Path(".cloudassist"), Path, "Directory for the SQLite database, generated keys and certificates."
+    ),
     Setting("listen", "127.0.0.1:8080", str, "HOST:PORT the ECS API listens on."),
     Setting("db", "", str, "Database URL (postgresql://… or sqlite:///…); empty means SQLite in the data directory."),
     Setting("host_id", "ecs.aliyuncs.com", str, "The HostId reported in error bodies."),
@@ -52,7 +54,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         int,
         "How far a request's Timestamp (or x-acs-date) may be from the server's clock; nonces are kept as long.",
     ),
-    Setting("retention_days", 14, int, "Execution records older than this are no longer returned (the seed: two weeks)."),
+    Setting(
+        "retention_days", 14, int, "Execution records older than this are no longer returned (the seed: two weeks)."
+    ),
     Setting(
         "retention_count",
         100_000,
@@ -75,10 +79,15 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("agent_names", (), _regions, "Extra DNS names or IPs for the generated agent-face certificate."),
     Setting("agent_cert", "", str, "PEM certificate (chain) for the agent face instead of the generated one."),
     Setting("agent_key", "", str, "PEM private key of --agent-cert."),
-    Setting("delivery_timeout_seconds", 60, int,
-            "A task not fetched and started by its agent within this is Aborted (the docs: one minute)."),
-    Setting("grace_seconds", 60, int,
-            "How long past Timeout a running task may go unreported before the server ends it."),
+    Setting(
+        "delivery_timeout_seconds",
+        60,
+        int,
+        "A task not fetched and started by its agent within this is Aborted (the docs: one minute).",
+    ),
+    Setting(
+        "grace_seconds", 60, int, "How long past Timeout a running task may go unreported before the server ends it."
+    ),
 )
 
 
@@ -121,10 +130,13 @@ def database_url(db: str, data_dir: Path) -> str:
     """Turn a user's `--db` value into an async SQLAlchemy URL."""
     if not db:
         return f"sqlite+aiosqlite:///{(data_dir / 'cloudassist.db').resolve()}"
-    for prefix, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
-                           ("sqlite://", "sqlite+aiosqlite://")):
+    for prefix, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if db.startswith(prefix):
-            return driver + db[len(prefix):]
+            return driver + db[len(prefix) :]
     return db
 
 

@@ -40,13 +40,25 @@ def _pct(text: str) -> str:
     return quote(text, safe="~")
 
 
-def sign_v1(params: Mapping[str, str], access_key_id: str, secret: str, *, method: str = "POST",
-            timestamp: datetime | None = None, nonce: str | None = None) -> dict[str, str]:
+def sign_v1(
+    params: Mapping[str, str],
+    access_key_id: str,
+    secret: str,
+    *,
+    method: str = "POST",
+    timestamp: datetime | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     """`params` plus the common parameters and an HMAC-SHA1 signature, as aliyunsdkcore sends them."""
     signed = {
-        "Format": "JSON", "Version": "2014-05-26", "AccessKeyId": access_key_id, "SignatureMethod": "HMAC-SHA1",
-        "SignatureVersion": "1.0", "SignatureNonce": nonce or uuid.uuid4().hex,
-        "Timestamp": iso(timestamp or datetime.now(UTC)), **params,
+        "Format": "JSON",
+        "Version": "2014-05-26",
+        "AccessKeyId": access_key_id,
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "SignatureNonce": nonce or uuid.uuid4().hex,
+        "Timestamp": iso(timestamp or datetime.now(UTC)),
+        **params,
     }
     canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(signed.items()))
     to_sign = f"{method}&{_pct('/')}&{_pct(canonical)}"
@@ -72,7 +84,7 @@ class LiveServer:
     data_dir: Path
     db: str = ""
     access_key_id: str = "testak"
-    secret: str = "testsecret"
+    secret: str = "testsecret"  # noqa: S105 - the well-known test key of the reference captures
     port: int = field(default_factory=free_port)
     agent_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -89,10 +101,25 @@ class LiveServer:
 
     def start(self, timeout: float = 20.0) -> LiveServer:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        env.update({"CLOUDASSIST_ACCESS_KEY_ID": self.access_key_id,
-                    "CLOUDASSIST_ACCESS_KEY_SECRET": self.secret, **self.extra_env})
-        argv = [sys.executable, "-m", "cloudassist", "server", "--data-dir", str(self.data_dir),
-                "--listen", self.endpoint, "--agent-listen", self.agent_endpoint]
+        env.update(
+            {
+                "CLOUDASSIST_ACCESS_KEY_ID": self.access_key_id,
+                "CLOUDASSIST_ACCESS_KEY_SECRET": self.secret,
+                **self.extra_env,
+            }
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "cloudassist",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.endpoint,
+            "--agent-listen",
+            self.agent_endpoint,
+        ]
         if self.db:
             argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +167,15 @@ _THROWAWAY_KEY: dict[str, str] = {}
 _ACTIVATIONS: dict[tuple[str, str, str], tuple[str, str]] = {}
 
 
-async def register_instance(ctx: Context, *, account: str = "default", region_id: str = "cn-hangzhou",
-                            os_type: str = "linux", name: str | None = None,
-                            tags: dict[str, str] | None = None) -> str:
+async def register_instance(
+    ctx: Context,
+    *,
+    account: str = "default",
+    region_id: str = "cn-hangzhou",
+    os_type: str = "linux",
+    name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
     """A managed instance of `account` that has just sent a heart-beat; its `mi-` id.
 
     Creates the account if needed and an activation code through ActivationService (reused by later calls
@@ -168,20 +201,35 @@ async def register_instance(ctx: Context, *, account: str = "default", region_id
         if attempt or cache_key not in _ACTIVATIONS:
             async with ctx.store.write() as tx:
                 account_id = await tx.accounts.ensure(account, ctx.clock.now())
-            created = await ActivationService(ctx).create_activation(Scope(account_id, region_id),
-                                                                     ActivationSpec(instance_count=1000))
+            created = await ActivationService(ctx).create_activation(
+                Scope(account_id, region_id), ActivationSpec(instance_count=1000)
+            )
             _ACTIVATIONS[cache_key] = (created.activation.activation_id, created.code)
         activation_id, code = _ACTIVATIONS[cache_key]
         try:
             instance = await service.register(
-                activation_code=code, activation_id=activation_id, region_id=region_id,
-                machine_id=uuid.uuid4().hex, instance_name=name, hostname="test-host", intranet_ip="10.0.0.2",
-                os_type=os_type, os_version="test", agent_version="2.2.3.578", public_key=_THROWAWAY_KEY["pem"],
-                tags=[Tag(k, v) for k, v in (tags or {}).items()], remote_ip="127.0.0.1")
+                activation_code=code,
+                activation_id=activation_id,
+                region_id=region_id,
+                machine_id=uuid.uuid4().hex,
+                instance_name=name,
+                hostname="test-host",
+                intranet_ip="10.0.0.2",
+                os_type=os_type,
+                os_version="test",
+                agent_version="2.2.3.578",
+                public_key=_THROWAWAY_KEY["pem"],
+                tags=[Tag(k, v) for k, v in (tags or {}).items()],
+                remote_ip="127.0.0.1",
+            )
         except ApiError as exc:
-            if attempt or exc.code not in ("InvalidActivationId.NotFound", "InvalidActivationCode.Mismatch",
-                                           "InvalidActivation.Disabled", "InvalidActivation.Expired",
-                                           "InvalidActivation.CountExhausted"):
+            if attempt or exc.code not in (
+                "InvalidActivationId.NotFound",
+                "InvalidActivationCode.Mismatch",
+                "InvalidActivation.Disabled",
+                "InvalidActivation.Expired",
+                "InvalidActivation.CountExhausted",
+            ):
                 raise
             continue  # the cached code is gone or used up: make a new one
         await service.heartbeat(instance.instance_id, ctx.clock.now(), "2.2.3.578")

@@ -27,9 +27,15 @@ STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
 
 
 def _state_dir_option(func: click.decorators.FC) -> click.decorators.FC:
-    return click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=ident.DEFAULT_STATE_DIR, envvar=STATE_DIR_ENV, show_default=True,
-                        show_envvar=True, help="Where the agent keeps its identity, key, journal and spool.")(func)
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=ident.DEFAULT_STATE_DIR,
+        envvar=STATE_DIR_ENV,
+        show_default=True,
+        show_envvar=True,
+        help="Where the agent keeps its identity, key, journal and spool.",
+    )(func)
 
 
 def _load(state_dir: Path) -> ident.Identity:
@@ -56,22 +62,39 @@ def agent() -> None:
 
 @agent.command("register")
 @click.option("--server", required=True, help="HOST:PORT of the server's agent face (HTTPS).")
-@click.option("--activation-code", required=True, envvar="CLOUDASSIST_ACTIVATION_CODE", show_envvar=True,
-              help="The ActivationCode of CreateActivation (a secret: prefer the environment variable).")
+@click.option(
+    "--activation-code",
+    required=True,
+    envvar="CLOUDASSIST_ACTIVATION_CODE",
+    show_envvar=True,
+    help="The ActivationCode of CreateActivation (a secret: prefer the environment variable).",
+)
 @click.option("--activation-id", required=True, help="The ActivationId of CreateActivation.")
 @click.option("--region", "region_id", required=True, help="The activation's region, e.g. cn-hangzhou.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM CA of the server (its DATA_DIR/ca.pem); trusted alone. Default: the system's CAs.")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM CA of the server (its DATA_DIR/ca.pem); trusted alone. Default: the system's CAs.",
+)
 @click.option("--name", default="", help="Instance name (default: the server names it).")
 @click.option("--tag", "tags", multiple=True, callback=_tag, metavar="KEY=VALUE", help="A tag (repeatable).")
 @_state_dir_option
-def register_command(server: str, activation_code: str, activation_id: str, region_id: str, ca_file: Path | None,
-                     name: str, tags: list[tuple[str, str]], state_dir: Path) -> None:
+def register_command(
+    server: str,
+    activation_code: str,
+    activation_id: str,
+    region_id: str,
+    ca_file: Path | None,
+    name: str,
+    tags: list[tuple[str, str]],
+    state_dir: Path,
+) -> None:
     """Make a key pair, register this machine with an activation, and keep the identity."""
     if ident.is_registered(state_dir):
         existing = _load(state_dir)
-        raise click.ClickException(f"already registered as {existing.instance_id} (state directory {state_dir}); "
-                                   "deregister first")
+        raise click.ClickException(
+            f"already registered as {existing.instance_id} (state directory {state_dir}); deregister first"
+        )
     ident.ensure_state_dir(state_dir)
     pinned = ""
     if ca_file is not None:
@@ -79,16 +102,33 @@ def register_command(server: str, activation_code: str, activation_id: str, regi
         ident.write_atomic(Path(pinned), ca_file.read_bytes(), mode=0o644)
     key = ident.generate()
     machine_id = ident.machine_id(state_dir)
-    body = registration_body(key=key, activation_code=activation_code, activation_id=activation_id,
-                             region_id=region_id, machine_id=machine_id, name=name, tags=tags)
+    body = registration_body(
+        key=key,
+        activation_code=activation_code,
+        activation_id=activation_id,
+        region_id=region_id,
+        machine_id=machine_id,
+        name=name,
+        tags=tags,
+    )
     try:
         instance_id = asyncio.run(register(server, pinned, body))
     except ServerError as exc:
         raise click.ClickException(f"registration refused: {exc}") from None
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {server}: {type(exc).__name__}: {exc}") from None
-    ident.save(state_dir, ident.Identity(instance_id=instance_id, machine_id=machine_id, region_id=region_id,
-                                         server=server, ca_file=pinned, name=name, private_key=key))
+    ident.save(
+        state_dir,
+        ident.Identity(
+            instance_id=instance_id,
+            machine_id=machine_id,
+            region_id=region_id,
+            server=server,
+            ca_file=pinned,
+            name=name,
+            private_key=key,
+        ),
+    )
     click.echo(f"registered: instance id {instance_id}")
     click.echo(f"start the agent: cloudassist agent run --state-dir {state_dir}")
 
@@ -102,10 +142,16 @@ async def _serve(agent_: Agent) -> None:
 
 @agent.command("run")
 @_state_dir_option
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
-@click.option("--max-concurrent", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Tasks run at once; more wait for a slot.")
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Tasks run at once; more wait for a slot.",
+)
 def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT.
 
@@ -114,8 +160,9 @@ def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     sent at the next start.
     """
     identity = _load(state_dir)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("httpx", "httpcore", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
@@ -159,12 +206,14 @@ def status_command(state_dir: Path, check: bool, as_json: bool) -> None:
     identity = _load(state_dir)
     entries = Journal(state_dir / "journal").entries()
     info: dict[str, object] = {
-        **identity.public_record(), "state_dir": str(state_dir),
+        **identity.public_record(),
+        "state_dir": str(state_dir),
         "spooled_reports": len(Spool(state_dir / "spool")),
         "tasks_running_or_interrupted": [e.task_id for e in entries if e.state == "started"],
         "tasks_waiting": [e.task_id for e in entries if e.state == "accepted"],
     }
     if check:
+
         async def probe() -> str:
             client = ServerClient(identity)
             try:
@@ -174,6 +223,7 @@ def status_command(state_dir: Path, check: bool, as_json: bool) -> None:
                 return f"failed: {exc}"
             finally:
                 await client.aclose()
+
         info["server_check"] = asyncio.run(probe())
     if as_json:
         click.echo(json.dumps(info, indent=2))

@@ -40,8 +40,15 @@ TASK_LIST_TIMEOUT = 8.0
 HEARTBEAT_RANGE = (55.0, 65.0)
 DEFAULT_TASK_TIMEOUT = 3600.0
 _BUILTIN = re.compile(rb"\{\{\s*(ACS::[A-Za-z0-9_]+)\s*\}\}")
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386",
-         "i686": "386", "armv7l": "arm"}
+_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "i386": "386",
+    "i686": "386",
+    "armv7l": "arm",
+}
 _PROCESS_START = time.monotonic()
 
 
@@ -138,14 +145,29 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def registration_body(*, key: RSAPrivateKey, activation_code: str, activation_id: str, region_id: str,
-                      machine_id: str, name: str = "", tags: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+def registration_body(
+    *,
+    key: RSAPrivateKey,
+    activation_code: str,
+    activation_id: str,
+    region_id: str,
+    machine_id: str,
+    name: str = "",
+    tags: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """The JSON body of `instance/register`, field for field as the official agent sends it (Part 2 §3)."""
     return {
-        "activationCode": activation_code, "machineId": machine_id, "regionId": region_id,
-        "instanceName": name, "hostname": socket.gethostname(), "intranetIp": intranet_ip(),
-        "osVersion": os_version(), "osType": platform.system().lower(), "agentVersion": AGENT_VERSION,
-        "publicKey": base64.b64encode(public_key_pem(key)).decode("ascii"), "activationId": activation_id,
+        "activationCode": activation_code,
+        "machineId": machine_id,
+        "regionId": region_id,
+        "instanceName": name,
+        "hostname": socket.gethostname(),
+        "intranetIp": intranet_ip(),
+        "osVersion": os_version(),
+        "osType": platform.system().lower(),
+        "agentVersion": AGENT_VERSION,
+        "publicKey": base64.b64encode(public_key_pem(key)).decode("ascii"),
+        "activationId": activation_id,
         "tag": [{"key": k, "value": v} for k, v in tags],
     }
 
@@ -166,9 +188,11 @@ def parse_timeout(value: object) -> float:
 
 def fill_builtins(content: bytes, builtins: Mapping[str, Any]) -> bytes:
     """Replace `{{ACS::Name}}` with the task's builtInParameter values; unknown names stay as they are."""
+
     def value(match: re.Match[bytes]) -> bytes:
         name = match.group(1).decode()
         return str(builtins[name]).encode() if name in builtins else match.group(0)
+
     return _BUILTIN.sub(value, content)
 
 
@@ -202,15 +226,20 @@ class RunOrder:
         if not isinstance(task_id, str) or not task_id:
             raise ValueError("no taskID")
         return cls(
-            task_id=task_id, invoke_version=int(task.get("invokeVersion", 1)),
+            task_id=task_id,
+            invoke_version=int(task.get("invokeVersion", 1)),
             repeat=str(entry.get("repeat") or ("Period" if task.get("cron") else "Once")),
-            command_type=str(task.get("type") or ""), encoded_content=str(task.get("commandContent") or ""),
-            enable_parameter=task.get("enableParameter") is True, builtins=task.get("builtInParameter") or {},
-            timeout=parse_timeout(task.get("timeOut")), working_dir=str(task.get("workingDirectory") or ""),
+            command_type=str(task.get("type") or ""),
+            encoded_content=str(task.get("commandContent") or ""),
+            enable_parameter=task.get("enableParameter") is True,
+            builtins=task.get("builtInParameter") or {},
+            timeout=parse_timeout(task.get("timeOut")),
+            working_dir=str(task.get("workingDirectory") or ""),
             username=str(task.get("username") or ""),
             termination_mode=str(task.get("terminationMode") or "ProcessTree"),
             log_quota=max(int(_number(output.get("logQuota"), 0)), 12_000),
-            interval=max(_number(output.get("interval"), 1000), 1000) / 1000)
+            interval=max(_number(output.get("interval"), 1000), 1000) / 1000,
+        )
 
     def content(self) -> bytes:
         """The script: base64-decoded, built-in parameters filled when enabled; ValueError if not base64."""
@@ -231,19 +260,22 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
         message = data.get("errMsg", "") if isinstance(data, dict) else response.text
         raise ServerError(response.status_code, data.get("code") if isinstance(data, dict) else None, str(message))
     if not isinstance(data, dict) or data.get("code") != 200:
-        raise ServerError(response.status_code, data.get("code") if isinstance(data, dict) else None,
-                          response.text)
+        raise ServerError(response.status_code, data.get("code") if isinstance(data, dict) else None, response.text)
     return data
 
 
-async def register(server: str, ca_file: str, body: Mapping[str, Any],
-                   transport: httpx.AsyncBaseTransport | None = None) -> str:
+async def register(
+    server: str, ca_file: str, body: Mapping[str, Any], transport: httpx.AsyncBaseTransport | None = None
+) -> str:
     """POST `instance/register` (unsigned); the new instance id. ServerError if refused."""
-    async with httpx.AsyncClient(verify=ssl_context(ca_file), http2=False, timeout=TIMEOUT,
-                                 transport=transport) as http:
+    async with httpx.AsyncClient(
+        verify=ssl_context(ca_file), http2=False, timeout=TIMEOUT, transport=transport
+    ) as http:
         response = await http.post(
-            f"https://{server}/luban/api/instance/register", content=json.dumps(body).encode(),
-            headers={"User-Agent": user_agent(), "Content-Type": "application/json; charset=utf-8"})
+            f"https://{server}/luban/api/instance/register",
+            content=json.dumps(body).encode(),
+            headers={"User-Agent": user_agent(), "Content-Type": "application/json; charset=utf-8"},
+        )
     data = _checked(response)
     instance_id = data.get("instanceId")
     if not isinstance(instance_id, str) or not instance_id:
@@ -258,38 +290,68 @@ class ServerClient:
         self.identity = identity
         self._ssl = ssl_context(identity.ca_file)
         self._http = httpx.AsyncClient(
-            base_url=f"https://{identity.server}/luban/api/", verify=self._ssl, http2=False, timeout=TIMEOUT,
-            transport=transport, headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"})
+            base_url=f"https://{identity.server}/luban/api/",
+            verify=self._ssl,
+            http2=False,
+            timeout=TIMEOUT,
+            transport=transport,
+            headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
+        )
         self._beats_sent = 0
         self._beats_acked = 0
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                       body: bytes | None = None, content_type: str = "application/json; charset=utf-8",
-                       read_timeout: float | None = None) -> dict[str, Any]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json; charset=utf-8",
+        read_timeout: float | None = None,
+    ) -> dict[str, Any]:
         headers = {**sign_headers(self.identity), "Content-Type": content_type}
-        response = await self._http.request(method, path, params=params, content=body, headers=headers,
-                                            timeout=read_timeout if read_timeout is not None else TIMEOUT)
+        response = await self._http.request(
+            method,
+            path,
+            params=params,
+            content=body,
+            headers=headers,
+            timeout=read_timeout if read_timeout is not None else TIMEOUT,
+        )
         return _checked(response)
 
     async def heart_beat(self, *, first: bool, cold_start: bool) -> dict[str, Any]:
         """GET `heart-beat`; the reply ({code, instanceId, nextInterval, newTasks})."""
-        params = {"uptime": str(uptime_ms()), "timestamp": str(int(time.time() * 1000)), "pid": str(os.getpid()),
-                  "process_uptime": str(int((time.monotonic() - _PROCESS_START) * 1000)),
-                  "index": str(self._beats_acked), "seq_no": str(self._beats_sent)}
+        params = {
+            "uptime": str(uptime_ms()),
+            "timestamp": str(int(time.time() * 1000)),
+            "pid": str(os.getpid()),
+            "process_uptime": str(int((time.monotonic() - _PROCESS_START) * 1000)),
+            "index": str(self._beats_acked),
+            "seq_no": str(self._beats_sent),
+        }
         if first:
-            params.update(virt_type="unknown", os_version=os_version(), az="unknown",
-                          machineid=self.identity.machine_id, cold_start=str(cold_start).lower())
+            params.update(
+                virt_type="unknown",
+                os_version=os_version(),
+                az="unknown",
+                machineid=self.identity.machine_id,
+                cold_start=str(cold_start).lower(),
+            )
         self._beats_sent += 1
-        reply = await self._request("GET", "heart-beat", params=params,
-                                    content_type="application/x-www-form-urlencoded")
+        reply = await self._request(
+            "GET", "heart-beat", params=params, content_type="application/x-www-form-urlencoded"
+        )
         self._beats_acked += 1
         return reply
 
-    async def task_list(self, reason: str, task_id: str | None = None,
-                        cold_start: bool | None = None) -> dict[str, Any]:
+    async def task_list(
+        self, reason: str, task_id: str | None = None, cold_start: bool | None = None
+    ) -> dict[str, Any]:
         """POST `v1/task/list`; the parsed reply (`run`, `stop`, … lists). A `code: 408` reply is retried
         after 2 s, up to 4 rounds, as the official agent does."""
         params = {"reason": reason}
@@ -297,8 +359,9 @@ class ServerClient:
             params["taskId"] = task_id
         if cold_start is not None:
             params["cold_start"] = str(cold_start).lower()
-        params.update(currentTime=str(int(time.time() * 1000)), offset=str(time.localtime().tm_gmtoff),
-                      timeZone=_time_zone())
+        params.update(
+            currentTime=str(int(time.time() * 1000)), offset=str(time.localtime().tm_gmtoff), timeZone=_time_zone()
+        )
         for round_ in range(4):
             try:
                 return await self._request("POST", "v1/task/list", params=params, read_timeout=TASK_LIST_TIMEOUT)
@@ -310,8 +373,9 @@ class ServerClient:
 
     async def report(self, kind: str, query: Mapping[str, str], body: bytes) -> None:
         """POST `v1/task/<kind>` with `query` and the output `body`; ServerError unless acknowledged."""
-        await self._request("POST", f"v1/task/{kind}", params=query, body=body,
-                            content_type="text/plain; charset=utf-8")
+        await self._request(
+            "POST", f"v1/task/{kind}", params=query, body=body, content_type="text/plain; charset=utf-8"
+        )
 
     async def check(self) -> dict[str, Any]:
         """A signed request with no effect (`gshell`): proves the server is reachable and accepts our key."""
@@ -324,10 +388,17 @@ class ServerClient:
     async def notify_socket(self) -> ClientConnection:
         """The kick websocket, `wss://<server>/luban/notify_server`, opened with signed headers."""
         return await connect(
-            f"wss://{self.identity.server}/luban/notify_server", ssl=self._ssl,
-            additional_headers=sign_headers(self.identity), user_agent_header=user_agent(),
-            open_timeout=10, ping_interval=60, ping_timeout=30, close_timeout=5, compression=None,
-            max_size=64 * 1024)
+            f"wss://{self.identity.server}/luban/notify_server",
+            ssl=self._ssl,
+            additional_headers=sign_headers(self.identity),
+            user_agent_header=user_agent(),
+            open_timeout=10,
+            ping_interval=60,
+            ping_timeout=30,
+            close_timeout=5,
+            compression=None,
+            max_size=64 * 1024,
+        )
 
 
 def _time_zone() -> str:

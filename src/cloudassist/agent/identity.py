@@ -168,7 +168,8 @@ def save(state_dir: Path, identity: Identity) -> None:
     """Store `identity`: the key pair first, identity.json last (its presence means registered)."""
     ensure_state_dir(state_dir)
     key_pem = identity.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     write_atomic(state_dir / PRIVATE_KEY_FILE, key_pem, mode=0o600)
     write_atomic(state_dir / PUBLIC_KEY_FILE, public_key_pem(identity.private_key), mode=0o644)
     record = json.dumps(identity.public_record(), indent=2, sort_keys=True) + "\n"
@@ -200,10 +201,15 @@ def load(state_dir: Path) -> Identity:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise IdentityError(f"{key_path} is not an RSA key")
     try:
-        return Identity(instance_id=str(record["instance_id"]), machine_id=str(record["machine_id"]),
-                        region_id=str(record["region_id"]), server=str(record["server"]),
-                        ca_file=str(record.get("ca_file") or ""), name=str(record.get("name") or ""),
-                        private_key=key)
+        return Identity(
+            instance_id=str(record["instance_id"]),
+            machine_id=str(record["machine_id"]),
+            region_id=str(record["region_id"]),
+            server=str(record["server"]),
+            ca_file=str(record.get("ca_file") or ""),
+            name=str(record.get("name") or ""),
+            private_key=key,
+        )
     except (KeyError, TypeError) as exc:
         raise IdentityError(f"{path} lacks a field: {exc}") from None
 

@@ -60,9 +60,14 @@ class Entry:
 
     def interrupted_report(self, now: float) -> dict[str, str]:
         """The query of the `task/error` report for a run that an agent restart interrupted."""
-        return {"taskId": self.task_id, "invokeVersion": str(self.invoke_version),
-                "start": str(int((self.started_at or self.accepted_at) * 1000)), "end": str(int(now * 1000)),
-                "errCode": "ExecutionInterrupted", "errDesc": "the agent stopped while the task ran; not run again"}
+        return {
+            "taskId": self.task_id,
+            "invokeVersion": str(self.invoke_version),
+            "start": str(int((self.started_at or self.accepted_at) * 1000)),
+            "end": str(int(now * 1000)),
+            "errCode": "ExecutionInterrupted",
+            "errDesc": "the agent stopped while the task ran; not run again",
+        }
 
     def leftover_pid(self) -> int | None:
         """The run's shell if it still runs (same pid and start time): a leftover of the agent that died."""
@@ -156,8 +161,13 @@ class Journal:
 
     def done(self, task_id: str, invoke_version: int, outcome: str, ended_at: float | None = None) -> Entry:
         """Mark the run finished; call it after its final report is in the spool."""
-        return self._update(task_id, invoke_version, state="done", outcome=outcome,
-                            ended_at=ended_at if ended_at is not None else time.time())
+        return self._update(
+            task_id,
+            invoke_version,
+            state="done",
+            outcome=outcome,
+            ended_at=ended_at if ended_at is not None else time.time(),
+        )
 
     def entries(self) -> list[Entry]:
         """Every readable entry, oldest accepted first."""

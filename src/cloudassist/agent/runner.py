@@ -78,8 +78,15 @@ class AgentBusy(Exception):
 class Agent:
     """One registered agent, serving until `request_stop()`."""
 
-    def __init__(self, identity: Identity, state_dir: Path, *, client: ServerClient | None = None,
-                 max_concurrent: int = 10, shutdown_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        state_dir: Path,
+        *,
+        client: ServerClient | None = None,
+        max_concurrent: int = 10,
+        shutdown_grace: float = 5.0,
+    ) -> None:
         self.identity = identity
         self.state_dir = state_dir
         self.client = client or ServerClient(identity)
@@ -119,11 +126,17 @@ class Agent:
         proctree.become_subreaper()
         self.cold_start = cold_start(self.state_dir)
         self._recover()
-        log.info("agent %s serving %s (cold start: %s, %d report(s) spooled)", self.identity.instance_id,
-                 self.identity.server, self.cold_start, len(self.spool))
+        log.info(
+            "agent %s serving %s (cold start: %s, %d report(s) spooled)",
+            self.identity.instance_id,
+            self.identity.server,
+            self.cold_start,
+            len(self.spool),
+        )
         self._fetch.set()  # reason=startup
-        loops = [asyncio.create_task(c) for c in (self._heartbeats(), self._websocket(), self._fetcher(),
-                                                   self._reaper())]
+        loops = [
+            asyncio.create_task(c) for c in (self._heartbeats(), self._websocket(), self._fetcher(), self._reaper())
+        ]
         sender = asyncio.create_task(self.sender.run())
         await self._stop.wait()
         log.info("stopping: %d task(s) to interrupt", len(self._runs))
@@ -211,7 +224,8 @@ class Agent:
             for attempt in range(3):
                 try:
                     reply = await self.client.task_list(
-                        reason, task_id, cold_start=self.cold_start if reason == "startup" else None)
+                        reason, task_id, cold_start=self.cold_start if reason == "startup" else None
+                    )
                 except Exception as exc:
                     log.info("task list failed (%s: %s)", type(exc).__name__, exc)
                     if attempt < 2:
@@ -270,9 +284,15 @@ class Agent:
         except ValueError as exc:
             self._final_error(key, "InvalidCommandContent", str(exc))
             return
-        spec = TaskSpec(task_id=order.task_id, command_type=order.command_type, content=content,
-                        timeout=order.timeout, working_dir=order.working_dir, username=order.username,
-                        termination_mode=order.termination_mode)
+        spec = TaskSpec(
+            task_id=order.task_id,
+            command_type=order.command_type,
+            content=content,
+            timeout=order.timeout,
+            working_dir=order.working_dir,
+            username=order.username,
+            termination_mode=order.termination_mode,
+        )
         half = order.log_quota // 2
         run = Run(key[0], key[1], spec, OutputBuffer(head=half, tail=order.log_quota - half), order.interval)
         self._runs[key] = run
@@ -363,8 +383,10 @@ class Agent:
         dropped = outcome.dropped + run.lost
         extra: dict[str, object]
         if outcome.kind == "stopped" and run.interrupted:
-            kind, extra = "error", {"errCode": "ExecutionInterrupted",
-                                    "errDesc": "the agent was shut down while the task ran"}
+            kind, extra = (
+                "error",
+                {"errCode": "ExecutionInterrupted", "errDesc": "the agent was shut down while the task ran"},
+            )
         elif outcome.kind == "stopped":
             kind, extra = "stopped", {"exitcode": outcome.exit_code, "dropped": dropped, "result": "killed"}
         elif outcome.kind in ("finished", "timeout"):
@@ -381,8 +403,7 @@ class Agent:
 
     def _stop_task(self, task_id: str, version: int) -> None:
         """A `stop` entry: stop the run here, or (stop is idempotent) confirm one we do not have."""
-        run = self._runs.get((task_id, version)) or next(
-            (r for r in self._runs.values() if r.task_id == task_id), None)
+        run = self._runs.get((task_id, version)) or next((r for r in self._runs.values() if r.task_id == task_id), None)
         if run is not None:
             run.stop_requested = True
             if run.execution is not None:
@@ -395,5 +416,16 @@ class Agent:
         self._stops_sent.add((task_id, version))
         if self.journal.accept(task_id, version):  # never seen here: it must not start later either
             self.journal.done(task_id, version, "stopped")
-        self._put("stopped", {"taskId": task_id, "invokeVersion": str(version), "end": ms(time.time()),
-                              "exitcode": "0", "dropped": "0", "result": "killed"}, b"", final=True)
+        self._put(
+            "stopped",
+            {
+                "taskId": task_id,
+                "invokeVersion": str(version),
+                "end": ms(time.time()),
+                "exitcode": "0",
+                "dropped": "0",
+                "result": "killed",
+            },
+            b"",
+            final=True,
+        )

@@ -118,8 +118,13 @@ class Spool:
                 raw = self._path(seq, final).read_bytes()
                 header, _, body = raw.partition(b"\n")
                 meta = json.loads(header)
-                return Item(seq, str(meta["kind"]), {str(k): str(v) for k, v in meta["query"].items()}, body,
-                            bool(meta.get("final", final)))
+                return Item(
+                    seq,
+                    str(meta["kind"]),
+                    {str(k): str(v) for k, v in meta["query"].items()},
+                    body,
+                    bool(meta.get("final", final)),
+                )
             except (OSError, ValueError, KeyError, AttributeError) as exc:
                 log.error("dropping unreadable spooled report %d: %s", seq, exc)
                 self.remove(seq)
@@ -198,8 +203,12 @@ class SpoolSender:
                 await self._send(item.kind, item.query, item.body)
             except ServerError as exc:
                 if exc.permanent:  # the server will never take it: do not block the reports behind it
-                    log.error("server refused %s report %s for good (%s); dropping it",
-                              item.kind, item.query.get("taskId"), exc)
+                    log.error(
+                        "server refused %s report %s for good (%s); dropping it",
+                        item.kind,
+                        item.query.get("taskId"),
+                        exc,
+                    )
                     self.spool.remove(item.seq)
                     continue
                 await self._wait_after_failure(item, exc)
@@ -214,8 +223,14 @@ class SpoolSender:
     async def _wait_after_failure(self, item: Item, exc: BaseException) -> None:
         delay = self.backoff.next()
         self.last_error = f"{type(exc).__name__}: {exc}"
-        log.info("cannot deliver %s report for %s (%s); %d waiting, next try in %.1f s",
-                 item.kind, item.query.get("taskId"), self.last_error, len(self.spool), delay)
+        log.info(
+            "cannot deliver %s report for %s (%s); %d waiting, next try in %.1f s",
+            item.kind,
+            item.query.get("taskId"),
+            self.last_error,
+            len(self.spool),
+            delay,
+        )
         self._retry.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._retry.wait(), delay)

@@ -34,8 +34,11 @@ def create_app(ctx: Context) -> Starlette:
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
-        error = ApiError("InvalidAction.NotFound", "Specified api is not found, please check your url and method.",
-                         404 if status == 404 else status)
+        error = ApiError(
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+            404 if status == 404 else status,
+        )
         return envelope.error(error, ids.request_id(), ctx.settings.host_id, "JSON")
 
     @contextlib.asynccontextmanager

@@ -17,8 +17,13 @@ from cloudassist.store.store import Store
 
 T = TypeVar("T")
 
-data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path), envvar="CLOUDASSIST_DATA_DIR",
-                               show_envvar=True, help="The server's data directory [default: ./.cloudassist].")
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="CLOUDASSIST_DATA_DIR",
+    show_envvar=True,
+    help="The server's data directory [default: ./.cloudassist].",
+)
 db_option = click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True, help="The server's database URL.")
 
 
@@ -62,8 +67,11 @@ def list_keys(account: str | None, data_dir: Path | None, db: str | None) -> Non
     from cloudassist.cli.main import print_table
 
     found = _run(load(data_dir=data_dir, db=db), lambda access: access.keys(account))
-    print_table("Access keys", ["AccessKeyId", "Account", "Enabled", "Created"],
-                [[k.access_key_id, k.account_name, "yes" if k.enabled else "no", iso(k.creation_time)] for k in found])
+    print_table(
+        "Access keys",
+        ["AccessKeyId", "Account", "Enabled", "Created"],
+        [[k.access_key_id, k.account_name, "yes" if k.enabled else "no", iso(k.creation_time)] for k in found],
+    )
 
 
 def _toggle(enabled: bool) -> Callable[[str, Path | None, str | None], None]:
@@ -77,6 +85,8 @@ def _toggle(enabled: bool) -> Callable[[str, Path | None, str | None], None]:
 
 
 keys.command("disable", help="Disable an access key: requests signed with it are refused.")(
-    db_option(data_dir_option(click.argument("access_key_id")(_toggle(False)))))
+    db_option(data_dir_option(click.argument("access_key_id")(_toggle(False))))
+)
 keys.command("enable", help="Enable a disabled access key again.")(
-    db_option(data_dir_option(click.argument("access_key_id")(_toggle(True)))))
+    db_option(data_dir_option(click.argument("access_key_id")(_toggle(True))))
+)

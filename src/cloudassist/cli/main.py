@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
 from cloudassist import __version__
-import importlib
 from cloudassist.settings import load
 
 
 class LazyGroup(click.Group):
     """Subcommands imported only when used: the agent must not load the server's libraries."""
 
-    LAZY = {"keys": "cloudassist.cli.keys:keys", "up": "cloudassist.cli.up:up",
-            "agent": "cloudassist.agent.cli:agent"}
+    LAZY: ClassVar[dict[str, str]] = {
+        "keys": "cloudassist.cli.keys:keys",
+        "up": "cloudassist.cli.up:up",
+        "agent": "cloudassist.agent.cli:agent",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
@@ -38,30 +42,64 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="CLOUDASSIST_DATA_DIR", show_envvar=True,
-              help="Holds the SQLite database and generated keys [default: ./.cloudassist].")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="CLOUDASSIST_DATA_DIR",
+    show_envvar=True,
+    help="Holds the SQLite database and generated keys [default: ./.cloudassist].",
+)
 @click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="HOST:PORT [default: 127.0.0.1:8080].")
-@click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True,
-              help="postgresql://… to use PostgreSQL; SQLite in the data directory by default.")
-@click.option("--agent-listen", envvar="CLOUDASSIST_AGENT_LISTEN", show_envvar=True,
-              help="HOST:PORT of the agent protocol over HTTPS [default: 127.0.0.1:8443]; '' turns it off.")
-@click.option("--agent-cert", envvar="CLOUDASSIST_AGENT_CERT", show_envvar=True,
-              help="Your own PEM certificate for the agent face (else one is made in the data directory).")
+@click.option(
+    "--db",
+    envvar="CLOUDASSIST_DB",
+    show_envvar=True,
+    help="postgresql://… to use PostgreSQL; SQLite in the data directory by default.",
+)
+@click.option(
+    "--agent-listen",
+    envvar="CLOUDASSIST_AGENT_LISTEN",
+    show_envvar=True,
+    help="HOST:PORT of the agent protocol over HTTPS [default: 127.0.0.1:8443]; '' turns it off.",
+)
+@click.option(
+    "--agent-cert",
+    envvar="CLOUDASSIST_AGENT_CERT",
+    show_envvar=True,
+    help="Your own PEM certificate for the agent face (else one is made in the data directory).",
+)
 @click.option("--agent-key", envvar="CLOUDASSIST_AGENT_KEY", show_envvar=True, help="The key of --agent-cert.")
-@click.option("--agent-name", "agent_names", multiple=True,
-              help="Extra DNS name or IP for the generated agent certificate (repeatable).")
-def server(data_dir: Path | None, listen: str | None, db: str | None, agent_listen: str | None,
-           agent_cert: str | None, agent_key: str | None, agent_names: tuple[str, ...]) -> None:
+@click.option(
+    "--agent-name",
+    "agent_names",
+    multiple=True,
+    help="Extra DNS name or IP for the generated agent certificate (repeatable).",
+)
+def server(
+    data_dir: Path | None,
+    listen: str | None,
+    db: str | None,
+    agent_listen: str | None,
+    agent_cert: str | None,
+    agent_key: str | None,
+    agent_names: tuple[str, ...],
+) -> None:
     """Serve the ECS Cloud Assistant API and the agent protocol."""
     from cloudassist.server import serve
 
     if bool(agent_cert) != bool(agent_key):
         raise click.UsageError("--agent-cert and --agent-key go together")
-    settings = load(data_dir=data_dir, listen=listen, db=db, agent_listen=agent_listen, agent_cert=agent_cert,
-                    agent_key=agent_key, agent_names=agent_names or None)
+    settings = load(
+        data_dir=data_dir,
+        listen=listen,
+        db=db,
+        agent_listen=agent_listen,
+        agent_cert=agent_cert,
+        agent_key=agent_key,
+        agent_names=agent_names or None,
+    )
     configure_logging(settings.log_level)
     asyncio.run(serve(settings))
-
 
 
 #: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.

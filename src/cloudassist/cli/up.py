@@ -64,8 +64,9 @@ async def _activation(settings: Settings, region: str) -> tuple[str, str]:
         async with store.write() as tx:
             account_id = await tx.accounts.ensure(DEFAULT_ACCOUNT, ctx.clock.now())
         made = await ActivationService(ctx).create_activation(
-            Scope(account_id, region), ActivationSpec(description="cloudassist up: this machine", instance_count=1,
-                                                      ttl_hours=1))
+            Scope(account_id, region),
+            ActivationSpec(description="cloudassist up: this machine", instance_count=1, ttl_hours=1),
+        )
         return made.code, made.activation.activation_id
     finally:
         await store.close()
@@ -76,11 +77,20 @@ def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="CLOUDASSIST_DATA_DIR", show_envvar=True,
-              help="Holds the database, keys, certificates and the local agent's state [default: ./.cloudassist].")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="CLOUDASSIST_DATA_DIR",
+    show_envvar=True,
+    help="Holds the database, keys, certificates and the local agent's state [default: ./.cloudassist].",
+)
 @click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="API HOST:PORT [127.0.0.1:8080].")
-@click.option("--agent-listen", envvar="CLOUDASSIST_AGENT_LISTEN", show_envvar=True,
-              help="Agent protocol HOST:PORT [127.0.0.1:8443].")
+@click.option(
+    "--agent-listen",
+    envvar="CLOUDASSIST_AGENT_LISTEN",
+    show_envvar=True,
+    help="Agent protocol HOST:PORT [127.0.0.1:8443].",
+)
 @click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True, help="postgresql://… instead of SQLite.")
 @click.option("--region", default=REGION, show_default=True, help="Region of the local managed instance.")
 def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str) -> None:
@@ -92,8 +102,16 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
         raise click.UsageError("`up` needs the agent face; give --agent-listen HOST:PORT")
     secure_data_dir(settings.data_dir)
     state_dir = settings.data_dir / "agent"
-    server_argv = ["cloudassist", "server", "--data-dir", str(settings.data_dir), "--listen", settings.listen,
-                   "--agent-listen", settings.agent_listen]
+    server_argv = [
+        "cloudassist",
+        "server",
+        "--data-dir",
+        str(settings.data_dir),
+        "--listen",
+        settings.listen,
+        "--agent-listen",
+        settings.agent_listen,
+    ]
     if settings.db:
         server_argv += ["--db", settings.db]
     server_log = open(settings.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the child
@@ -107,14 +125,33 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
         if not (state_dir / "identity.json").exists():
             code, activation_id = asyncio.run(_activation(settings, region))
             registered = subprocess.run(
-                [sys.executable, "-m", "cloudassist.agent", "register", "--server", agent_host,
-                 "--activation-id", activation_id, "--region", region, "--ca-file", str(settings.data_dir / "ca.pem"),
-                 "--state-dir", str(state_dir), "--name", socket.gethostname()[:100] or "localhost"],
-                env={**os.environ, "CLOUDASSIST_ACTIVATION_CODE": code}, capture_output=True, text=True,
-                check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "cloudassist.agent",
+                    "register",
+                    "--server",
+                    agent_host,
+                    "--activation-id",
+                    activation_id,
+                    "--region",
+                    region,
+                    "--ca-file",
+                    str(settings.data_dir / "ca.pem"),
+                    "--state-dir",
+                    str(state_dir),
+                    "--name",
+                    socket.gethostname()[:100] or "localhost",
+                ],
+                env={**os.environ, "CLOUDASSIST_ACTIVATION_CODE": code},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if registered.returncode != 0:
-                raise click.ClickException(f"registering the local agent failed: {registered.stdout}"
-                                           f"{registered.stderr}")
+                raise click.ClickException(
+                    f"registering the local agent failed: {registered.stdout}{registered.stderr}"
+                )
         instance_id = json.loads((state_dir / "identity.json").read_text())["instance_id"]
         agent = _child(["cloudassist.agent", "run", "--state-dir", str(state_dir)], agent_log)
         key_id, secret = _access_key(settings)
@@ -153,14 +190,14 @@ def _supervise(server: subprocess.Popen[bytes], agent: subprocess.Popen[bytes]) 
 
 
 def _banner(listen: str, key_id: str, secret: str, instance_id: str, region: str, data_dir: Path) -> str:
-    host = listen.replace("0.0.0.0", "127.0.0.1")
+    host = listen.replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - turns a wildcard into a dialable address
     return f"""cloudassist is up.
 
   API endpoint       http://{host}/   (ECS 2014-05-26, both SDKs)
   AccessKeyId        {key_id}
   AccessKeySecret    {secret}
   Local instance     {instance_id}   (region {region})
-  Logs               {data_dir / 'server.log'}, {data_dir / 'agent.log'}
+  Logs               {data_dir / "server.log"}, {data_dir / "agent.log"}
 
 Paste into Python (pip install alibabacloud-ecs20140526):
 

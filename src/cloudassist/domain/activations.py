@@ -62,8 +62,14 @@ def parse_ranges(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Networ
     return nets
 
 
-def check_activation(*, instance_name: str | None, description: str | None, instance_count: int,
-                     ttl_hours: int, ip_address_range: str | None) -> None:
+def check_activation(
+    *,
+    instance_name: str | None,
+    description: str | None,
+    instance_count: int,
+    ttl_hours: int,
+    ip_address_range: str | None,
+) -> None:
     """The documented limits of CreateActivation."""
     if instance_name is not None:
         if len(instance_name) > 50:

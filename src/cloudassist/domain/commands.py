@@ -128,8 +128,14 @@ def check_container(container_id: str | None, container_name: str | None) -> Non
         raise ApiError.of("InvalidContainerName.Malformed")
 
 
-def check_lengths(*, name: str | None = None, description: str | None = None, working_dir: str | None = None,
-                  launcher: str | None = None, username: str | None = None) -> None:
+def check_lengths(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    working_dir: str | None = None,
+    launcher: str | None = None,
+    username: str | None = None,
+) -> None:
     """The documented length limits of a command's text attributes."""
     if name is not None and len(name) > MAX_NAME:
         raise ApiError.of("CmdName.ExceedLimit")

@@ -30,7 +30,7 @@ def utf8_cut(data: bytes, limit: int) -> bytes:
         start -= 1
     if start < limit:
         length = _sequence_length(data[start])
-        following = data[start + 1:start + length]
+        following = data[start + 1 : start + length]
         if length > 1 and start + length > limit and all((b & 0xC0) == 0x80 for b in following):
             return data[:start]
     return data[:limit]

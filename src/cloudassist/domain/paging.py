@@ -43,8 +43,15 @@ class Page:
         return int(self.after)
 
 
-def parse_page(page_number: int | None, page_size: int | None, next_token: str | None, max_results: int | None,
-               *, paging_status: int, max_size: int = MAX_PAGE_SIZE) -> Page:
+def parse_page(
+    page_number: int | None,
+    page_size: int | None,
+    next_token: str | None,
+    max_results: int | None,
+    *,
+    paging_status: int,
+    max_size: int = MAX_PAGE_SIZE,
+) -> Page:
     """Validate paging parameters as the seed says (InvalidParam.* with `paging_status`)."""
     if next_token is not None or max_results is not None:
         if max_results is not None and not 1 <= max_results <= max_size:

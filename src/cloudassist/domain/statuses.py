@@ -59,11 +59,13 @@ STOPPED_CLASS: Final = frozenset({S.CANCELLED, S.TERMINATED})
 
 #: Which status may follow which. Anything else is a bug or a late, duplicate report, and is refused.
 TRANSITIONS: Final[dict[InvocationStatus, frozenset[InvocationStatus]]] = {
-    S.PENDING: frozenset({S.RUNNING, S.SCHEDULED, S.STOPPING, S.CANCELLED, S.INVALID, S.ABORTED, S.ERROR,
-                          S.SUCCESS, S.FAILED, S.TIMEOUT}),
+    S.PENDING: frozenset(
+        {S.RUNNING, S.SCHEDULED, S.STOPPING, S.CANCELLED, S.INVALID, S.ABORTED, S.ERROR, S.SUCCESS, S.FAILED, S.TIMEOUT}
+    ),
     S.SCHEDULED: frozenset({S.RUNNING, S.STOPPING, S.CANCELLED, S.INVALID, S.ABORTED, S.ERROR, S.SUCCESS, S.FAILED}),
-    S.RUNNING: frozenset({S.SCHEDULED, S.STOPPING, S.SUCCESS, S.FAILED, S.ERROR, S.TIMEOUT, S.TERMINATED,
-                          S.ABORTED, S.INVALID}),
+    S.RUNNING: frozenset(
+        {S.SCHEDULED, S.STOPPING, S.SUCCESS, S.FAILED, S.ERROR, S.TIMEOUT, S.TERMINATED, S.ABORTED, S.INVALID}
+    ),
     S.STOPPING: frozenset({S.TERMINATED, S.CANCELLED, S.SUCCESS, S.FAILED, S.ERROR, S.TIMEOUT}),
     **{status: frozenset() for status in TERMINAL},
 }
@@ -117,8 +119,12 @@ def roll_up(statuses: Iterable[InvocationStatus]) -> TaskStatus:
     mixed with failures → PartialFailed; otherwise Failed.
     """
     present = set(statuses)
-    for busy, task in ((S.STOPPING, TaskStatus.STOPPING), (S.RUNNING, TaskStatus.RUNNING),
-                       (S.PENDING, TaskStatus.PENDING), (S.SCHEDULED, TaskStatus.SCHEDULED)):
+    for busy, task in (
+        (S.STOPPING, TaskStatus.STOPPING),
+        (S.RUNNING, TaskStatus.RUNNING),
+        (S.PENDING, TaskStatus.PENDING),
+        (S.SCHEDULED, TaskStatus.SCHEDULED),
+    ):
         if busy in present:
             return task
     if not present or present <= STOPPED_CLASS:

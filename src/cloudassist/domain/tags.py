@@ -18,8 +18,9 @@ class Tag:
     value: str
 
 
-def check_tags(raw: list[dict[str, str]], *, resource: bool = False, limit: int = MAX_TAGS,
-               require_value: bool = False) -> tuple[Tag, ...]:
+def check_tags(
+    raw: list[dict[str, str]], *, resource: bool = False, limit: int = MAX_TAGS, require_value: bool = False
+) -> tuple[Tag, ...]:
     """Validate a `Tag.N.Key/Value` (or `ResourceTag.N…`) list and return it as Tags."""
     prefix = "Resource" if resource else ""
     if len(raw) > limit:
@@ -31,8 +32,12 @@ def check_tags(raw: list[dict[str, str]], *, resource: bool = False, limit: int 
         if not key:
             raise ApiError.of(f"MissingParameter.{prefix}TagKey")
         lowered = key.lower()
-        if (len(key) > MAX_KEY or lowered.startswith(("aliyun", "acs:")) or "http://" in lowered
-                or "https://" in lowered):
+        if (
+            len(key) > MAX_KEY
+            or lowered.startswith(("aliyun", "acs:"))
+            or "http://" in lowered
+            or "https://" in lowered
+        ):
             raise ApiError.of(f"Invalid{prefix}TagKey.Malformed")
         if value is None or len(value) > MAX_VALUE or "http://" in value.lower() or "https://" in value.lower():
             raise ApiError.of(f"Invalid{prefix}TagValue.Malformed")

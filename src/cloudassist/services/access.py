@@ -28,8 +28,9 @@ class AccessService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    async def authenticate(self, access_key_id: str, timestamp: datetime, nonce: str,
-                           check_signature: Callable[[str], None]) -> AccessKey:
+    async def authenticate(
+        self, access_key_id: str, timestamp: datetime, nonce: str, check_signature: Callable[[str], None]
+    ) -> AccessKey:
         """The key that signed a request, after checking it exists, is enabled, is fresh, matches the
         signature (`check_signature(secret)` raises ApiError if not) and has not been replayed."""
         window = timedelta(seconds=self.ctx.settings.signature_window_seconds)
@@ -53,8 +54,9 @@ class AccessService:
         async with self.ctx.store.write() as tx:
             return await tx.nonces.purge(self.ctx.clock.now())
 
-    async def create_key(self, account: str = DEFAULT_ACCOUNT, access_key_id: str | None = None,
-                         secret: str | None = None) -> NewKey:
+    async def create_key(
+        self, account: str = DEFAULT_ACCOUNT, access_key_id: str | None = None, secret: str | None = None
+    ) -> NewKey:
         """A new key for `account` (created if needed); with an id and secret given, that key."""
         key_id, key_secret = access_key_id or ids.access_key_id(), secret or ids.access_key_secret()
         async with self.ctx.store.write() as tx:

@@ -81,9 +81,13 @@ class ActivationService:
 
     def check(self, spec: ActivationSpec) -> None:
         """Every documented limit of CreateActivation, plus the widths of the stored columns."""
-        check_activation(instance_name=spec.instance_name, description=spec.description,
-                         instance_count=_or(spec.instance_count, DEFAULT_INSTANCE_COUNT),
-                         ttl_hours=_or(spec.ttl_hours, DEFAULT_TTL_HOURS), ip_address_range=spec.ip_address_range)
+        check_activation(
+            instance_name=spec.instance_name,
+            description=spec.description,
+            instance_count=_or(spec.instance_count, DEFAULT_INSTANCE_COUNT),
+            ttl_hours=_or(spec.ttl_hours, DEFAULT_TTL_HOURS),
+            ip_address_range=spec.ip_address_range,
+        )
         if spec.instance_name is not None and "\n" in spec.instance_name:
             raise ApiError.of("InstanceName.InvalidPattern")  # `$` of the domain pattern allows one final newline
         if spec.ip_address_range is not None and len(spec.ip_address_range) > MAX_ADDRESS_RANGE:
@@ -91,8 +95,9 @@ class ActivationService:
         if spec.resource_group_id is not None and len(spec.resource_group_id) > MAX_RESOURCE_GROUP_ID:
             raise ApiError.invalid("ResourceGroupId")
 
-    async def create_activation(self, scope: Scope, spec: ActivationSpec, tags: Sequence[Tag] = (), *,
-                                idempotency: Idempotency | None = None) -> NewActivation:
+    async def create_activation(
+        self, scope: Scope, spec: ActivationSpec, tags: Sequence[Tag] = (), *, idempotency: Idempotency | None = None
+    ) -> NewActivation:
         """A new activation code. The returned code is the only copy: the store keeps its hash."""
         self.check(spec)
         code = ids.activation_code(scope.region_id)
@@ -106,25 +111,38 @@ class ActivationService:
             if await tx.activations.count_all(scope.account_id, scope.region_id) >= MAX_ACTIVATIONS_PER_REGION:
                 raise ApiError.of("ActivationCount.ExceedLimit")
             activation = Activation(
-                activation_id=ids.activation_id(), account_id=scope.account_id, region_id=scope.region_id,
-                code_hash=hash_code(code), description=spec.description or "",
+                activation_id=ids.activation_id(),
+                account_id=scope.account_id,
+                region_id=scope.region_id,
+                code_hash=hash_code(code),
+                description=spec.description or "",
                 instance_name=spec.instance_name or "",
-                instance_count=_or(spec.instance_count, DEFAULT_INSTANCE_COUNT), registered_count=0,
-                deregistered_count=0, ip_address_range=spec.ip_address_range or "",
+                instance_count=_or(spec.instance_count, DEFAULT_INSTANCE_COUNT),
+                registered_count=0,
+                deregistered_count=0,
+                ip_address_range=spec.ip_address_range or "",
                 time_to_live_in_hours=_or(spec.ttl_hours, DEFAULT_TTL_HOURS),
-                resource_group_id=spec.resource_group_id or "", creation_time=self.ctx.clock.now(), disabled=False,
-                tags=tuple(sorted(tags)))
+                resource_group_id=spec.resource_group_id or "",
+                creation_time=self.ctx.clock.now(),
+                disabled=False,
+                tags=tuple(sorted(tags)),
+            )
             await tx.activations.insert(activation)
             await tx.tags.add(scope.account_id, TAG_TYPE, activation.activation_id, tags)
             if idempotency is not None:
-                await tx.tokens.record(scope.account_id, idempotency.action, idempotency.token,
-                                       json.dumps({"ActivationId": activation.activation_id}))
+                await tx.tokens.record(
+                    scope.account_id,
+                    idempotency.action,
+                    idempotency.token,
+                    json.dumps({"ActivationId": activation.activation_id}),
+                )
         return NewActivation(activation, code)
 
     async def _replay(self, tx: Tx, scope: Scope, idem: Idempotency) -> Activation | None:
         """The activation an earlier request with this ClientToken created, or None to create one now."""
-        claimed = await tx.tokens.remember(scope.account_id, idem.action, idem.token, idem.fingerprint, "",
-                                           self.ctx.clock.now())
+        claimed = await tx.tokens.remember(
+            scope.account_id, idem.action, idem.token, idem.fingerprint, "", self.ctx.clock.now()
+        )
         if claimed:
             return None
         earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
@@ -148,8 +166,9 @@ class ActivationService:
             more = len(found) > page.size
             found = found[: page.size]
             tags = await tx.tags.of(TAG_TYPE, [a.activation_id for a in found])
-        return ActivationPage([replace(a, tags=tags[a.activation_id]) for a in found], total,
-                              offset + page.size if more else None)
+        return ActivationPage(
+            [replace(a, tags=tags[a.activation_id]) for a in found], total, offset + page.size if more else None
+        )
 
     async def disable_activation(self, scope: Scope, activation_id: str) -> Activation:
         """Stop a code from registering more instances; instances registered with it are unaffected."""

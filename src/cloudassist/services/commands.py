@@ -44,8 +44,9 @@ class CommandService:
 
     def check(self, spec: CommandSpec) -> None:
         """Every documented rule a new command must satisfy."""
-        rules.check_lengths(name=spec.name, description=spec.description, working_dir=spec.working_dir,
-                            launcher=spec.launcher)
+        rules.check_lengths(
+            name=spec.name, description=spec.description, working_dir=spec.working_dir, launcher=spec.launcher
+        )
         rules.check_timeout(spec.timeout, self.ctx.settings.max_timeout_seconds)
         rules.check_resource_group(spec.resource_group_id)
         rules.check_content_size(spec.content)
@@ -56,11 +57,22 @@ class CommandService:
         """A new command from a checked spec (not yet stored)."""
         self.check(spec)
         return Command(
-            command_id=ids.command_id(scope.region_id), account_id=scope.account_id, region_id=scope.region_id,
-            name=spec.name, description=spec.description, type=spec.type, content=spec.content,
-            working_dir=spec.working_dir, timeout=spec.timeout, enable_parameter=spec.enable_parameter,
-            launcher=spec.launcher, resource_group_id=spec.resource_group_id, creation_time=self.ctx.clock.now(),
-            invoke_times=0, kept=kept)
+            command_id=ids.command_id(scope.region_id),
+            account_id=scope.account_id,
+            region_id=scope.region_id,
+            name=spec.name,
+            description=spec.description,
+            type=spec.type,
+            content=spec.content,
+            working_dir=spec.working_dir,
+            timeout=spec.timeout,
+            enable_parameter=spec.enable_parameter,
+            launcher=spec.launcher,
+            resource_group_id=spec.resource_group_id,
+            creation_time=self.ctx.clock.now(),
+            invoke_times=0,
+            kept=kept,
+        )
 
     async def insert(self, tx: Tx, command: Command, tags: Sequence[Tag]) -> None:
         """Store a command within `tx`, holding to the account's command quota."""
@@ -84,16 +96,33 @@ class CommandService:
             tags = await tx.tags.of("command", [c.command_id for c in found])
         more = len(found) > page.size
         found = found[: page.size]
-        return CommandPage([(c, tags[c.command_id]) for c in found], total,
-                           offset + page.size if more else None)
+        return CommandPage([(c, tags[c.command_id]) for c in found], total, offset + page.size if more else None)
 
-    async def modify_command(self, scope: Scope, command_id: str, *, name: str | None, description: str | None,
-                             working_dir: str | None, timeout: int | None, launcher: str | None) -> None:
+    async def modify_command(
+        self,
+        scope: Scope,
+        command_id: str,
+        *,
+        name: str | None,
+        description: str | None,
+        working_dir: str | None,
+        timeout: int | None,  # noqa: ASYNC109 - the command's Timeout attribute, not a deadline of this call
+        launcher: str | None,
+    ) -> None:
         rules.check_lengths(name=name, description=description, working_dir=working_dir, launcher=launcher)
         if timeout is not None:
             rules.check_timeout(timeout, self.ctx.settings.max_timeout_seconds)
-        changes = {k: v for k, v in (("name", name), ("description", description), ("working_dir", working_dir),
-                                     ("timeout", timeout), ("launcher", launcher)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (
+                ("name", name),
+                ("description", description),
+                ("working_dir", working_dir),
+                ("timeout", timeout),
+                ("launcher", launcher),
+            )
+            if v is not None
+        }
         async with self.ctx.store.write() as tx:
             if await tx.commands.get(scope.account_id, scope.region_id, command_id) is None:
                 raise ApiError.of("InvalidCmdId.NotFound")

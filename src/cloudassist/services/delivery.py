@@ -130,8 +130,10 @@ class DeliveryService:
                 chunk = chunk[skip:] if skip > 0 else chunk
             output, dropped = append(result.output, result.dropped, chunk, limit)
             changes: dict[str, object] = {
-                "output": output, "dropped": dropped + max(report.dropped, 0),
-                "received": result.received + len(chunk), "update_time": now,
+                "output": output,
+                "dropped": dropped + max(report.dropped, 0),
+                "received": result.received + len(chunk),
+                "update_time": now,
             }
             status = self._next_status(result, report)
             if status is not None and status is not result.status and can_transition(result.status, status):
@@ -170,14 +172,13 @@ class DeliveryService:
         if report.kind == "invalid":
             return INVALID_PARAMS.get(report.param.strip().lower(), ErrorCode.COMMAND_NOT_APPLICABLE)
         if report.kind == "error":
-            return (ErrorCode.EXECUTION_INTERRUPTED if report.err_code in ALREADY_RAN
-                    else ErrorCode.EXECUTION_EXCEPTION)
+            return ErrorCode.EXECUTION_INTERRUPTED if report.err_code in ALREADY_RAN else ErrorCode.EXECUTION_EXCEPTION
         return {S.FAILED: ErrorCode.EXIT_CODE_NONZERO, S.TIMEOUT: ErrorCode.EXECUTION_TIMEOUT}.get(
-            status, ErrorCode.NONE)
+            status, ErrorCode.NONE
+        )
 
     @staticmethod
-    def _times(result: InvocationResult, report: Report, status: InvocationStatus,
-               now: datetime) -> dict[str, object]:
+    def _times(result: InvocationResult, report: Report, status: InvocationStatus, now: datetime) -> dict[str, object]:
         times: dict[str, object] = {}
         if result.start_time is None and status is not S.CANCELLED and status is not S.INVALID:
             times["start_time"] = report.start or now
@@ -217,8 +218,7 @@ class DeliveryService:
                     inv = invocations.get(r.invoke_id)
                     # an agent that fetched the task and still beats may just be busy (its queue is full):
                     # it gets the task's whole Timeout on top of the delivery window to start it
-                    patience = delivery + (timedelta(seconds=inv.timeout) + grace if inv and online else
-                                           timedelta(0))
+                    patience = delivery + (timedelta(seconds=inv.timeout) + grace if inv and online else timedelta(0))
                     if r.delivered_time is not None and now - r.creation_time > patience:
                         code = ErrorCode.DELIVERY_TIMEOUT
                     elif r.delivered_time is None and now - r.creation_time > delivery:
@@ -234,8 +234,12 @@ class DeliveryService:
                     continue
                 status = status or ERROR_STATUS[code or ErrorCode.NONE]
                 await tx.results.update(
-                    r.result_id, status=status.value, error_code=(code or ErrorCode.NONE).value, update_time=now,
-                    finished_time=now if r.start_time is not None else None)
+                    r.result_id,
+                    status=status.value,
+                    error_code=(code or ErrorCode.NONE).value,
+                    update_time=now,
+                    finished_time=now if r.start_time is not None else None,
+                )
                 await InvocationService.refresh_status(tx, r.invoke_id)
                 ended += 1
         return ended

@@ -73,8 +73,11 @@ def normalize_public_key(text: str) -> str:
         raw = text.strip().encode("ascii")
         if not raw.startswith(b"-----BEGIN"):
             raw = base64.b64decode(b"".join(raw.split()), validate=True)
-        key = (serialization.load_pem_public_key(raw) if raw.lstrip().startswith(b"-----BEGIN")
-               else serialization.load_der_public_key(raw))
+        key = (
+            serialization.load_pem_public_key(raw)
+            if raw.lstrip().startswith(b"-----BEGIN")
+            else serialization.load_der_public_key(raw)
+        )
     except (ValueError, UnicodeError, binascii.Error, UnsupportedAlgorithm, TypeError):
         raise ApiError.of("InvalidPublicKey.Malformed") from None
     if not isinstance(key, RSAPublicKey) or not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS:
@@ -121,10 +124,23 @@ class InstanceService:
 
     # -- the agent side --------------------------------------------------------------------------------------
 
-    async def register(self, *, activation_code: str, activation_id: str, region_id: str, machine_id: str,
-                       instance_name: str | None = None, hostname: str = "", intranet_ip: str = "",
-                       os_type: str, os_version: str = "", agent_version: str = "", public_key: str,
-                       tags: Sequence[Tag] = (), remote_ip: str = "") -> ManagedInstance:
+    async def register(
+        self,
+        *,
+        activation_code: str,
+        activation_id: str,
+        region_id: str,
+        machine_id: str,
+        instance_name: str | None = None,
+        hostname: str = "",
+        intranet_ip: str = "",
+        os_type: str,
+        os_version: str = "",
+        agent_version: str = "",
+        public_key: str,
+        tags: Sequence[Tag] = (),
+        remote_ip: str = "",
+    ) -> ManagedInstance:
         """Register a machine with an activation code; the new `mi-` instance is returned.
 
         Refusals, in the order they are checked (an unknown code learns nothing about the activation):
@@ -164,15 +180,32 @@ class InstanceService:
                 raise ApiError.of("InvalidActivation.IpAddressDenied")
             number = activation.registered_count + 1
             if not name:
-                name = (f"{activation.instance_name}-{number:0{len(str(activation.instance_count))}d}"
-                        if activation.instance_name else hostname[:128])
+                name = (
+                    f"{activation.instance_name}-{number:0{len(str(activation.instance_count))}d}"
+                    if activation.instance_name
+                    else hostname[:128]
+                )
             instance = ManagedInstance(
-                instance_id=ids.managed_instance_id(region_id), account_id=activation.account_id,
-                region_id=region_id, activation_id=activation_id, instance_name=name, hostname=hostname,
-                machine_id=machine_id, os_type=OS_TYPES[os_key], os_version=os_version, agent_version=agent_version,
-                intranet_ip=intranet_ip, internet_ip=remote, public_key=pem,
-                resource_group_id=activation.resource_group_id, registration_time=now, last_heartbeat_time=None,
-                last_invoked_time=None, invocation_count=0, tags=tuple(sorted(checked_tags)))
+                instance_id=ids.managed_instance_id(region_id),
+                account_id=activation.account_id,
+                region_id=region_id,
+                activation_id=activation_id,
+                instance_name=name,
+                hostname=hostname,
+                machine_id=machine_id,
+                os_type=OS_TYPES[os_key],
+                os_version=os_version,
+                agent_version=agent_version,
+                intranet_ip=intranet_ip,
+                internet_ip=remote,
+                public_key=pem,
+                resource_group_id=activation.resource_group_id,
+                registration_time=now,
+                last_heartbeat_time=None,
+                last_invoked_time=None,
+                invocation_count=0,
+                tags=tuple(sorted(checked_tags)),
+            )
             if not instance.instance_name:
                 instance = replace(instance, instance_name=instance.instance_id)
             await tx.instances.insert(instance)
@@ -206,8 +239,9 @@ class InstanceService:
             more = len(found) > page.size
             found = found[: page.size]
             tags = await tx.tags.of(TAG_TYPE, [m.instance_id for m in found])
-        return InstancePage([replace(m, tags=tags[m.instance_id]) for m in found], total,
-                            offset + page.size if more else None)
+        return InstancePage(
+            [replace(m, tags=tags[m.instance_id]) for m in found], total, offset + page.size if more else None
+        )
 
     async def modify_managed_instance(self, scope: Scope, instance_id: str, instance_name: str) -> ManagedInstance:
         """Rename a managed instance (the only attribute ModifyManagedInstance changes)."""
@@ -217,8 +251,9 @@ class InstanceService:
             await tx.instances.update(instance_id, instance_name=instance_name)
         return replace(instance, instance_name=instance_name)
 
-    async def deregister_managed_instance(self, scope: Scope, instance_id: str, *,
-                                          idempotency: Idempotency | None = None) -> ManagedInstance:
+    async def deregister_managed_instance(
+        self, scope: Scope, instance_id: str, *, idempotency: Idempotency | None = None
+    ) -> ManagedInstance:
         """Deregister an instance: it leaves every listing and counts as deregistered on its activation."""
         async with self.ctx.store.write() as tx:
             if idempotency is not None:
@@ -230,14 +265,16 @@ class InstanceService:
             await tx.activations.change_counts(instance.activation_id, deregistered=1)
             await tx.tags.remove_all(TAG_TYPE, instance_id)
             if idempotency is not None:
-                await tx.tokens.record(scope.account_id, idempotency.action, idempotency.token,
-                                       json.dumps({"InstanceId": instance_id}))
+                await tx.tokens.record(
+                    scope.account_id, idempotency.action, idempotency.token, json.dumps({"InstanceId": instance_id})
+                )
         return instance
 
     async def _replay(self, tx: Tx, scope: Scope, idem: Idempotency) -> ManagedInstance | None:
         """The instance an earlier DeregisterManagedInstance with this ClientToken deregistered, if any."""
-        if await tx.tokens.remember(scope.account_id, idem.action, idem.token, idem.fingerprint, "",
-                                    self.ctx.clock.now()):
+        if await tx.tokens.remember(
+            scope.account_id, idem.action, idem.token, idem.fingerprint, "", self.ctx.clock.now()
+        ):
             return None
         earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
         if earlier is None:
@@ -250,8 +287,9 @@ class InstanceService:
             return None
         return await tx.instances.get_in(scope.account_id, scope.region_id, instance_id, include_deregistered=True)
 
-    async def describe_cloud_assistant_status(self, scope: Scope, instance_ids: Sequence[str], os_type: str | None,
-                                              page: Page) -> InstancePage:
+    async def describe_cloud_assistant_status(
+        self, scope: Scope, instance_ids: Sequence[str], os_type: str | None, page: Page
+    ) -> InstancePage:
         """Agent status of the named instances (all of them, in the order named) or of a page of all.
 
         Each returned instance carries its `active_task_count`.
@@ -265,8 +303,9 @@ class InstanceService:
                 by_id = await tx.instances.get_many(scope.account_id, scope.region_id, unique)
                 missing = [i for i in unique if i not in by_id]
                 if missing:
-                    raise ApiError.of("InvalidInstance.NotFound",
-                                      f"The specified instance does not exist: {missing[0]}.")
+                    raise ApiError.of(
+                        "InvalidInstance.NotFound", f"The specified instance does not exist: {missing[0]}."
+                    )
                 found = [by_id[i] for i in unique if os_key is None or by_id[i].os_type.lower() == os_key]
                 total, next_offset = len(found), None
             else:

@@ -95,8 +95,17 @@ class InvocationService:
         self.ctx = ctx
         self.commands = CommandService(ctx)
 
-    async def run_command(self, scope: Scope, spec: CommandSpec, options: RunOptions, targets: Targets,
-                          tags: Sequence[Tag], *, keep_command: bool, idempotency: Idempotency | None) -> Started:
+    async def run_command(
+        self,
+        scope: Scope,
+        spec: CommandSpec,
+        options: RunOptions,
+        targets: Targets,
+        tags: Sequence[Tag],
+        *,
+        keep_command: bool,
+        idempotency: Idempotency | None,
+    ) -> Started:
         command = self.commands.build(scope, spec, kept=keep_command)
         self._check_options(options)
 
@@ -106,8 +115,16 @@ class InvocationService:
 
         return await self._idempotent(scope, idempotency, create)
 
-    async def invoke_command(self, scope: Scope, command_id: str, options: RunOptions, targets: Targets,
-                             tags: Sequence[Tag], *, idempotency: Idempotency | None) -> Started:
+    async def invoke_command(
+        self,
+        scope: Scope,
+        command_id: str,
+        options: RunOptions,
+        targets: Targets,
+        tags: Sequence[Tag],
+        *,
+        idempotency: Idempotency | None,
+    ) -> Started:
         self._check_options(options)
 
         async def create(tx: Tx) -> Started:
@@ -129,14 +146,12 @@ class InvocationService:
         if len(options.frequency) > MAX_FREQUENCY:
             raise ApiError.of("InvalidParam.Frequency")
 
-    async def _idempotent(self, scope: Scope, idem: Idempotency | None,
-                          create: Callable[[Tx], Any]) -> Started:
+    async def _idempotent(self, scope: Scope, idem: Idempotency | None, create: Callable[[Tx], Any]) -> Started:
         """Run `create` once per ClientToken: a retry with the same parameters gets the first answer."""
         async with self.ctx.store.write() as tx:
             if idem is not None:
                 now = self.ctx.clock.now()
-                claimed = await tx.tokens.remember(scope.account_id, idem.action, idem.token, idem.fingerprint, "",
-                                                   now)
+                claimed = await tx.tokens.remember(scope.account_id, idem.action, idem.token, idem.fingerprint, "", now)
                 if not claimed:
                     earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
                     assert earlier is not None
@@ -146,13 +161,18 @@ class InvocationService:
                     return Started(answer["InvokeId"], answer["CommandId"])
             started: Started = await create(tx)
             if idem is not None:
-                await tx.tokens.record(scope.account_id, idem.action, idem.token,
-                                       json.dumps({"InvokeId": started.invoke_id, "CommandId": started.command_id}))
+                await tx.tokens.record(
+                    scope.account_id,
+                    idem.action,
+                    idem.token,
+                    json.dumps({"InvokeId": started.invoke_id, "CommandId": started.command_id}),
+                )
         self.ctx.notify.kick(started.instance_ids)
         return started
 
-    async def _start(self, tx: Tx, scope: Scope, command: Command, options: RunOptions, targets: Targets,
-                     tags: Sequence[Tag]) -> Started:
+    async def _start(
+        self, tx: Tx, scope: Scope, command: Command, options: RunOptions, targets: Targets, tags: Sequence[Tag]
+    ) -> Started:
         instance_ids = await self._resolve_targets(tx, scope, targets)
         instances = await tx.instances.get_many(scope.account_id, scope.region_id, instance_ids)
         missing = [i for i in instance_ids if i not in instances]
@@ -166,17 +186,28 @@ class InvocationService:
         rules.check_content_size(content)
         now = self.ctx.clock.now()
         invocation = Invocation(
-            invoke_id=ids.invoke_id(scope.region_id), account_id=scope.account_id, region_id=scope.region_id,
-            command_id=command.command_id, command_name=command.name, command_type=command.type,
-            command_description=command.description, content=content, parameters=values,
-            repeat_mode=options.repeat_mode, frequency=options.frequency,
+            invoke_id=ids.invoke_id(scope.region_id),
+            account_id=scope.account_id,
+            region_id=scope.region_id,
+            command_id=command.command_id,
+            command_name=command.name,
+            command_type=command.type,
+            command_description=command.description,
+            content=content,
+            parameters=values,
+            repeat_mode=options.repeat_mode,
+            frequency=options.frequency,
             timeout=options.timeout if options.timeout is not None else command.timeout,
             working_dir=options.working_dir if options.working_dir is not None else command.working_dir,
-            username=options.username, windows_password_name=options.windows_password_name,
+            username=options.username,
+            windows_password_name=options.windows_password_name,
             termination_mode=options.termination_mode,
             launcher=options.launcher if options.launcher is not None else command.launcher,
-            container_id=options.container_id, container_name=options.container_name,
-            resource_group_id=options.resource_group_id, creation_time=now, stop_time=None,
+            container_id=options.container_id,
+            container_name=options.container_name,
+            resource_group_id=options.resource_group_id,
+            creation_time=now,
+            stop_time=None,
             enable_parameter=command.enable_parameter,
         )
         if invocation.repeat_mode is RepeatMode.PERIOD:
@@ -188,12 +219,22 @@ class InvocationService:
         first_result = await tx.accounts.allocate_seq(scope.account_id, len(pending)) - len(pending) + 1
         statuses = [r.status for r in pending]
         task = roll_up(statuses)
-        await tx.invocations.insert(invocation, seq=await tx.accounts.allocate_task_seq(scope.account_id),
-                                    status=task,
-                                    invoke_status=legacy_roll_up(task, statuses).value,
-                                    client_token=None)
-        await tx.results.insert(account_id=scope.account_id, region_id=scope.region_id, invoke_id=invocation.invoke_id,
-                                command_id=command.command_id, first_seq=first_result, items=pending, now=now)
+        await tx.invocations.insert(
+            invocation,
+            seq=await tx.accounts.allocate_task_seq(scope.account_id),
+            status=task,
+            invoke_status=legacy_roll_up(task, statuses).value,
+            client_token=None,
+        )
+        await tx.results.insert(
+            account_id=scope.account_id,
+            region_id=scope.region_id,
+            invoke_id=invocation.invoke_id,
+            command_id=command.command_id,
+            first_seq=first_result,
+            items=pending,
+            now=now,
+        )
         await tx.tags.add(scope.account_id, "invocation", invocation.invoke_id, tags)
         await tx.commands.count_invocation(command.command_id)
         return Started(invocation.invoke_id, command.command_id, tuple(instance_ids))
@@ -203,8 +244,9 @@ class InvocationService:
         if targets.instance_ids and targets.resource_tags:
             raise ApiError.of("InvalidResourceTag.ConflictWithInstanceIds")
         if targets.resource_tags:
-            found = await tx.instances.list(InstanceFilter(scope.account_id, scope.region_id,
-                                                           tags=targets.resource_tags), 0, limit + 1)
+            found = await tx.instances.list(
+                InstanceFilter(scope.account_id, scope.region_id, tags=targets.resource_tags), 0, limit + 1
+            )
             if not found:
                 raise ApiError.of("InvalidResourceTag.InstanceNotFound")
             if len(found) > limit:
@@ -222,9 +264,14 @@ class InvocationService:
         now = self.ctx.clock.now()
         async with self.ctx.store.read() as tx:
             newest = await tx.accounts.current_seq(f.account_id)
-            window = ResultFilter(**{**f.__dict__, "not_before": self.ctx.retention_start(now),
-                                     "min_seq": newest - self.ctx.settings.retention_count,
-                                     "before_seq": page.position})
+            window = ResultFilter(
+                **{
+                    **f.__dict__,
+                    "not_before": self.ctx.retention_start(now),
+                    "min_seq": newest - self.ctx.settings.retention_count,
+                    "before_seq": page.position,
+                }
+            )
             rows = await tx.results.list(window, page.offset if not page.token_mode else 0, page.size + 1)
             total = -1 if page.token_mode else await tx.results.count(window)
             invocations = await tx.invocations.get_many(f.account_id, f.region_id, list({r.invoke_id for _, r in rows}))
@@ -237,8 +284,9 @@ class InvocationService:
     async def describe_invocations(self, f: InvocationFilter, page: Page) -> InvocationPage:
         now = self.ctx.clock.now()
         async with self.ctx.store.read() as tx:
-            window = InvocationFilter(**{**f.__dict__, "not_before": self.ctx.retention_start(now),
-                                         "before_seq": page.position})
+            window = InvocationFilter(
+                **{**f.__dict__, "not_before": self.ctx.retention_start(now), "before_seq": page.position}
+            )
             rows = await tx.invocations.list(window, page.offset if not page.token_mode else 0, page.size + 1)
             total = -1 if page.token_mode else await tx.invocations.count(window)
             more = len(rows) > page.size
@@ -268,11 +316,13 @@ class InvocationService:
                 told.add(result.instance_id)
                 delivered = result.delivered_time is not None
                 if result.status in (InvocationStatus.PENDING, InvocationStatus.SCHEDULED) and not delivered:
-                    await tx.results.update(result.result_id, status=InvocationStatus.CANCELLED.value, stop_time=now,
-                                            update_time=now)
+                    await tx.results.update(
+                        result.result_id, status=InvocationStatus.CANCELLED.value, stop_time=now, update_time=now
+                    )
                 else:  # running, or handed to the agent already: it must be told to stop
-                    await tx.results.update(result.result_id, status=InvocationStatus.STOPPING.value,
-                                            stop_time=now, update_time=now)
+                    await tx.results.update(
+                        result.result_id, status=InvocationStatus.STOPPING.value, stop_time=now, update_time=now
+                    )
             await tx.invocations.set_stop_time(invoke_id, now)
             await self.refresh_status(tx, invoke_id)
         self.ctx.notify.kick(told)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import Row, Select, func, select, update
@@ -47,14 +46,22 @@ class Accounts(Repository):
 
     async def allocate_seq(self, account_id: int, count: int) -> int:
         """Reserve `count` consecutive execution-record numbers; returns the last one."""
-        stmt = (update(accounts).where(accounts.c.account_id == account_id)
-                .values(result_seq=accounts.c.result_seq + count).returning(accounts.c.result_seq))
+        stmt = (
+            update(accounts)
+            .where(accounts.c.account_id == account_id)
+            .values(result_seq=accounts.c.result_seq + count)
+            .returning(accounts.c.result_seq)
+        )
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def allocate_task_seq(self, account_id: int) -> int:
         """Reserve the next task number of the account."""
-        stmt = (update(accounts).where(accounts.c.account_id == account_id)
-                .values(task_seq=accounts.c.task_seq + 1).returning(accounts.c.task_seq))
+        stmt = (
+            update(accounts)
+            .where(accounts.c.account_id == account_id)
+            .values(task_seq=accounts.c.task_seq + 1)
+            .returning(accounts.c.task_seq)
+        )
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def current_seq(self, account_id: int) -> int:
@@ -63,10 +70,16 @@ class Accounts(Repository):
 
     async def add_key(self, account_id: int, access_key_id: str, secret: str, now: datetime) -> bool:
         """Store a key; False if that AccessKeyId exists already."""
-        return await self.insert_or_skip(access_keys, {
-            "access_key_id": access_key_id, "account_id": account_id, "secret": secret, "enabled": True,
-            "creation_time": now,
-        })
+        return await self.insert_or_skip(
+            access_keys,
+            {
+                "access_key_id": access_key_id,
+                "account_id": account_id,
+                "secret": secret,
+                "enabled": True,
+                "creation_time": now,
+            },
+        )
 
     async def key(self, access_key_id: str) -> AccessKey | None:
         row = (await self.conn.execute(self._keys().where(access_keys.c.access_key_id == access_key_id))).first()
@@ -80,7 +93,8 @@ class Accounts(Repository):
 
     async def set_key_enabled(self, access_key_id: str, enabled: bool) -> bool:
         result = await self.conn.execute(
-            update(access_keys).where(access_keys.c.access_key_id == access_key_id).values(enabled=enabled))
+            update(access_keys).where(access_keys.c.access_key_id == access_key_id).values(enabled=enabled)
+        )
         return bool(result.rowcount)
 
     async def count_keys(self) -> int:
@@ -89,10 +103,17 @@ class Accounts(Repository):
     @staticmethod
     def _keys() -> Select[Any]:
         return select(access_keys, accounts.c.name.label("account_name")).join(
-            accounts, accounts.c.account_id == access_keys.c.account_id)
+            accounts, accounts.c.account_id == access_keys.c.account_id
+        )
 
 
 def _key(row: Row[Any]) -> AccessKey:
     r = row._mapping
-    return AccessKey(r["access_key_id"], int(r["account_id"]), r["account_name"], r["secret"], bool(r["enabled"]),
-                     utc(r["creation_time"]))
+    return AccessKey(
+        r["access_key_id"],
+        int(r["account_id"]),
+        r["account_name"],
+        r["secret"],
+        bool(r["enabled"]),
+        utc(r["creation_time"]),
+    )

@@ -39,16 +39,16 @@ class Commands(Repository):
         await self.conn.execute(commands.insert().values(**_row(command)))
 
     async def get(self, account_id: int, region_id: str, command_id: str, *, hidden: bool = False) -> Command | None:
-        stmt = select(commands).where(commands.c.command_id == command_id, commands.c.account_id == account_id,
-                                      commands.c.region_id == region_id)
+        stmt = select(commands).where(
+            commands.c.command_id == command_id, commands.c.account_id == account_id, commands.c.region_id == region_id
+        )
         if not hidden:
             stmt = stmt.where(commands.c.kept.is_(True))
         row = (await self.conn.execute(stmt)).first()
         return None if row is None else _command(row)
 
     def _where(self, f: CommandFilter) -> list[ColumnElement[bool]]:
-        where = [commands.c.account_id == f.account_id, commands.c.region_id == f.region_id,
-                 commands.c.kept.is_(True)]
+        where = [commands.c.account_id == f.account_id, commands.c.region_id == f.region_id, commands.c.kept.is_(True)]
         if f.command_id:
             where.append(commands.c.command_id == f.command_id)
         if f.type:
@@ -63,9 +63,13 @@ class Commands(Repository):
         return where
 
     async def list(self, f: CommandFilter, offset: int, limit: int) -> list[Command]:
-        stmt = (select(commands).where(*self._where(f))
-                .order_by(commands.c.creation_time.desc(), commands.c.command_id.desc())
-                .offset(offset).limit(limit))
+        stmt = (
+            select(commands)
+            .where(*self._where(f))
+            .order_by(commands.c.creation_time.desc(), commands.c.command_id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
         return [_command(row) for row in await self.conn.execute(stmt)]
 
     async def count(self, f: CommandFilter) -> int:
@@ -78,8 +82,9 @@ class Commands(Repository):
         await self.conn.execute(update(commands).where(commands.c.command_id == command_id).values(**values))
 
     async def count_invocation(self, command_id: str) -> None:
-        await self.conn.execute(update(commands).where(commands.c.command_id == command_id)
-                                .values(invoke_times=commands.c.invoke_times + 1))
+        await self.conn.execute(
+            update(commands).where(commands.c.command_id == command_id).values(invoke_times=commands.c.invoke_times + 1)
+        )
 
     async def delete(self, command_id: str) -> None:
         await self.conn.execute(delete(commands).where(commands.c.command_id == command_id))
@@ -87,10 +92,20 @@ class Commands(Repository):
 
 def _row(c: Command) -> dict[str, Any]:
     return {
-        "command_id": c.command_id, "account_id": c.account_id, "region_id": c.region_id, "name": c.name,
-        "description": c.description, "type": c.type.value, "content": c.content, "working_dir": c.working_dir,
-        "timeout": c.timeout, "enable_parameter": c.enable_parameter, "launcher": c.launcher,
-        "resource_group_id": c.resource_group_id, "creation_time": c.creation_time, "invoke_times": c.invoke_times,
+        "command_id": c.command_id,
+        "account_id": c.account_id,
+        "region_id": c.region_id,
+        "name": c.name,
+        "description": c.description,
+        "type": c.type.value,
+        "content": c.content,
+        "working_dir": c.working_dir,
+        "timeout": c.timeout,
+        "enable_parameter": c.enable_parameter,
+        "launcher": c.launcher,
+        "resource_group_id": c.resource_group_id,
+        "creation_time": c.creation_time,
+        "invoke_times": c.invoke_times,
         "kept": c.kept,
     }
 
@@ -98,9 +113,19 @@ def _row(c: Command) -> dict[str, Any]:
 def _command(row: Row[Any]) -> Command:
     r = row._mapping
     return Command(
-        command_id=r["command_id"], account_id=int(r["account_id"]), region_id=r["region_id"], name=r["name"],
-        description=r["description"], type=CommandType(r["type"]), content=bytes(r["content"]),
-        working_dir=r["working_dir"], timeout=int(r["timeout"]), enable_parameter=bool(r["enable_parameter"]),
-        launcher=r["launcher"], resource_group_id=r["resource_group_id"], creation_time=utc(r["creation_time"]),
-        invoke_times=int(r["invoke_times"]), kept=bool(r["kept"]),
+        command_id=r["command_id"],
+        account_id=int(r["account_id"]),
+        region_id=r["region_id"],
+        name=r["name"],
+        description=r["description"],
+        type=CommandType(r["type"]),
+        content=bytes(r["content"]),
+        working_dir=r["working_dir"],
+        timeout=int(r["timeout"]),
+        enable_parameter=bool(r["enable_parameter"]),
+        launcher=r["launcher"],
+        resource_group_id=r["resource_group_id"],
+        creation_time=utc(r["creation_time"]),
+        invoke_times=int(r["invoke_times"]),
+        kept=bool(r["kept"]),
     )

@@ -38,21 +38,40 @@ class InstanceFilter:
 
 class Instances(Repository):
     async def insert(self, m: ManagedInstance) -> None:
-        await self.conn.execute(managed_instances.insert().values(
-            instance_id=m.instance_id, account_id=m.account_id, region_id=m.region_id,
-            activation_id=m.activation_id, instance_name=m.instance_name, hostname=m.hostname,
-            machine_id=m.machine_id, os_type=m.os_type, os_version=m.os_version, agent_version=m.agent_version,
-            intranet_ip=m.intranet_ip, internet_ip=m.internet_ip, public_key=m.public_key,
-            resource_group_id=m.resource_group_id, registration_time=m.registration_time,
-            last_heartbeat_time=m.last_heartbeat_time, last_invoked_time=m.last_invoked_time,
-            invocation_count=m.invocation_count, deregistered=False))
+        await self.conn.execute(
+            managed_instances.insert().values(
+                instance_id=m.instance_id,
+                account_id=m.account_id,
+                region_id=m.region_id,
+                activation_id=m.activation_id,
+                instance_name=m.instance_name,
+                hostname=m.hostname,
+                machine_id=m.machine_id,
+                os_type=m.os_type,
+                os_version=m.os_version,
+                agent_version=m.agent_version,
+                intranet_ip=m.intranet_ip,
+                internet_ip=m.internet_ip,
+                public_key=m.public_key,
+                resource_group_id=m.resource_group_id,
+                registration_time=m.registration_time,
+                last_heartbeat_time=m.last_heartbeat_time,
+                last_invoked_time=m.last_invoked_time,
+                invocation_count=m.invocation_count,
+                deregistered=False,
+            )
+        )
 
     def _where(self, f: InstanceFilter) -> list[ColumnElement[bool]]:
         where = [M.account_id == f.account_id, M.region_id == f.region_id, M.deregistered.is_(False)]
         if f.instance_ids:
             where.append(M.instance_id.in_(list(f.instance_ids)))
-        for column, value in ((M.instance_name, f.instance_name), (M.activation_id, f.activation_id),
-                              (M.resource_group_id, f.resource_group_id), (M.machine_id, f.machine_id)):
+        for column, value in (
+            (M.instance_name, f.instance_name),
+            (M.activation_id, f.activation_id),
+            (M.resource_group_id, f.resource_group_id),
+            (M.machine_id, f.machine_id),
+        ):
             if value:
                 where.append(column == value)
         if f.connected is not None and f.online_since is not None:
@@ -65,32 +84,44 @@ class Instances(Repository):
         return where + tagged_with(f.account_id, "managedinstance", M.instance_id, f.tags)
 
     async def list(self, f: InstanceFilter, offset: int, limit: int) -> list[ManagedInstance]:
-        stmt = (select(managed_instances).where(*self._where(f))
-                .order_by(M.registration_time.desc(), M.instance_id).offset(offset).limit(limit))
+        stmt = (
+            select(managed_instances)
+            .where(*self._where(f))
+            .order_by(M.registration_time.desc(), M.instance_id)
+            .offset(offset)
+            .limit(limit)
+        )
         return [_instance(row) for row in await self.conn.execute(stmt)]
 
     async def count(self, f: InstanceFilter) -> int:
-        return int(await self.conn.scalar(
-            select(func.count()).select_from(managed_instances).where(*self._where(f))) or 0)
+        return int(
+            await self.conn.scalar(select(func.count()).select_from(managed_instances).where(*self._where(f))) or 0
+        )
 
-    async def get_many(self, account_id: int, region_id: str,
-                       instance_ids: Sequence[str]) -> dict[str, ManagedInstance]:
+    async def get_many(
+        self, account_id: int, region_id: str, instance_ids: Sequence[str]
+    ) -> dict[str, ManagedInstance]:
         found = await self.list(InstanceFilter(account_id, region_id, instance_ids=instance_ids), 0, len(instance_ids))
         return {m.instance_id: m for m in found}
 
-    async def get_in(self, account_id: int, region_id: str, instance_id: str, *,
-                     include_deregistered: bool = False) -> ManagedInstance | None:
+    async def get_in(
+        self, account_id: int, region_id: str, instance_id: str, *, include_deregistered: bool = False
+    ) -> ManagedInstance | None:
         """One instance of an account in a region; deregistered ones only when asked for."""
-        stmt = select(managed_instances).where(M.instance_id == instance_id, M.account_id == account_id,
-                                               M.region_id == region_id)
+        stmt = select(managed_instances).where(
+            M.instance_id == instance_id, M.account_id == account_id, M.region_id == region_id
+        )
         if not include_deregistered:
             stmt = stmt.where(M.deregistered.is_(False))
         row = (await self.conn.execute(stmt)).first()
         return None if row is None else _instance(row)
 
     async def get(self, instance_id: str) -> ManagedInstance | None:
-        row = (await self.conn.execute(select(managed_instances).where(
-            M.instance_id == instance_id, M.deregistered.is_(False)))).first()
+        row = (
+            await self.conn.execute(
+                select(managed_instances).where(M.instance_id == instance_id, M.deregistered.is_(False))
+            )
+        ).first()
         return None if row is None else _instance(row)
 
     async def update(self, instance_id: str, **values: Any) -> None:
@@ -100,26 +131,43 @@ class Instances(Repository):
         """How many executions are running on each instance."""
         if not instance_ids:
             return {}
-        stmt = (select(invocation_results.c.instance_id, func.count()).where(
-            invocation_results.c.instance_id.in_(list(instance_ids)),
-            invocation_results.c.status.in_(["Running", "Stopping"])).group_by(invocation_results.c.instance_id))
+        stmt = (
+            select(invocation_results.c.instance_id, func.count())
+            .where(
+                invocation_results.c.instance_id.in_(list(instance_ids)),
+                invocation_results.c.status.in_(["Running", "Stopping"]),
+            )
+            .group_by(invocation_results.c.instance_id)
+        )
         counts = {row[0]: int(row[1]) for row in await self.conn.execute(stmt)}
         return {i: counts.get(i, 0) for i in instance_ids}
 
     async def count_invocation(self, instance_id: str, when: datetime) -> None:
         """One more execution ended on the instance (InvocationCount, LastInvokedTime)."""
-        await self.conn.execute(update(managed_instances).where(M.instance_id == instance_id).values(
-            invocation_count=M.invocation_count + 1, last_invoked_time=when))
+        await self.conn.execute(
+            update(managed_instances)
+            .where(M.instance_id == instance_id)
+            .values(invocation_count=M.invocation_count + 1, last_invoked_time=when)
+        )
 
 
 def _instance(row: Row[Any]) -> ManagedInstance:
     r = row._mapping
     return ManagedInstance(
-        instance_id=r["instance_id"], account_id=int(r["account_id"]), region_id=r["region_id"],
-        activation_id=r["activation_id"], instance_name=r["instance_name"], hostname=r["hostname"],
-        machine_id=r["machine_id"], os_type=r["os_type"], os_version=r["os_version"],
-        agent_version=r["agent_version"], intranet_ip=r["intranet_ip"], internet_ip=r["internet_ip"],
-        public_key=r["public_key"], resource_group_id=r["resource_group_id"],
+        instance_id=r["instance_id"],
+        account_id=int(r["account_id"]),
+        region_id=r["region_id"],
+        activation_id=r["activation_id"],
+        instance_name=r["instance_name"],
+        hostname=r["hostname"],
+        machine_id=r["machine_id"],
+        os_type=r["os_type"],
+        os_version=r["os_version"],
+        agent_version=r["agent_version"],
+        intranet_ip=r["intranet_ip"],
+        internet_ip=r["internet_ip"],
+        public_key=r["public_key"],
+        resource_group_id=r["resource_group_id"],
         registration_time=utc(r["registration_time"]),
         last_heartbeat_time=None if r["last_heartbeat_time"] is None else utc(r["last_heartbeat_time"]),
         last_invoked_time=None if r["last_invoked_time"] is None else utc(r["last_invoked_time"]),

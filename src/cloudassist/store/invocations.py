@@ -39,24 +39,51 @@ class InvocationFilter:
 
 
 class Invocations(Repository):
-    async def insert(self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str,
-                     client_token: str | None = None) -> None:
-        await self.conn.execute(invocations.insert().values(
-            invoke_id=inv.invoke_id, account_id=inv.account_id, region_id=inv.region_id,
-            command_id=inv.command_id, command_name=inv.command_name, command_type=inv.command_type.value,
-            command_description=inv.command_description, content=inv.content,
-            enable_parameter=inv.enable_parameter,
-            parameters=json.dumps(inv.parameters), repeat_mode=inv.repeat_mode.value, frequency=inv.frequency,
-            timeout=inv.timeout, working_dir=inv.working_dir, username=inv.username,
-            windows_password_name=inv.windows_password_name, termination_mode=inv.termination_mode.value,
-            launcher=inv.launcher, container_id=inv.container_id, container_name=inv.container_name,
-            resource_group_id=inv.resource_group_id, creation_time=inv.creation_time, stop_time=inv.stop_time,
-            seq=seq, status=status.value, invoke_status=invoke_status, client_token=client_token))
+    async def insert(
+        self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str, client_token: str | None = None
+    ) -> None:
+        await self.conn.execute(
+            invocations.insert().values(
+                invoke_id=inv.invoke_id,
+                account_id=inv.account_id,
+                region_id=inv.region_id,
+                command_id=inv.command_id,
+                command_name=inv.command_name,
+                command_type=inv.command_type.value,
+                command_description=inv.command_description,
+                content=inv.content,
+                enable_parameter=inv.enable_parameter,
+                parameters=json.dumps(inv.parameters),
+                repeat_mode=inv.repeat_mode.value,
+                frequency=inv.frequency,
+                timeout=inv.timeout,
+                working_dir=inv.working_dir,
+                username=inv.username,
+                windows_password_name=inv.windows_password_name,
+                termination_mode=inv.termination_mode.value,
+                launcher=inv.launcher,
+                container_id=inv.container_id,
+                container_name=inv.container_name,
+                resource_group_id=inv.resource_group_id,
+                creation_time=inv.creation_time,
+                stop_time=inv.stop_time,
+                seq=seq,
+                status=status.value,
+                invoke_status=invoke_status,
+                client_token=client_token,
+            )
+        )
 
     async def get(self, account_id: int, region_id: str, invoke_id: str) -> Invocation | None:
-        row = (await self.conn.execute(select(invocations).where(
-            invocations.c.invoke_id == invoke_id, invocations.c.account_id == account_id,
-            invocations.c.region_id == region_id))).first()
+        row = (
+            await self.conn.execute(
+                select(invocations).where(
+                    invocations.c.invoke_id == invoke_id,
+                    invocations.c.account_id == account_id,
+                    invocations.c.region_id == region_id,
+                )
+            )
+        ).first()
         return None if row is None else _invocation(row)
 
     async def by_id(self, invoke_id: str) -> Invocation | None:
@@ -67,27 +94,44 @@ class Invocations(Repository):
     async def get_many(self, account_id: int, region_id: str, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
         if not invoke_ids:
             return {}
-        rows = await self.conn.execute(select(invocations).where(
-            invocations.c.invoke_id.in_(list(invoke_ids)), invocations.c.account_id == account_id,
-            invocations.c.region_id == region_id))
+        rows = await self.conn.execute(
+            select(invocations).where(
+                invocations.c.invoke_id.in_(list(invoke_ids)),
+                invocations.c.account_id == account_id,
+                invocations.c.region_id == region_id,
+            )
+        )
         return {row.invoke_id: _invocation(row) for row in rows}
 
     def _where(self, f: InvocationFilter) -> list[ColumnElement[bool]]:
         c = invocations.c
         where = [c.account_id == f.account_id, c.region_id == f.region_id, c.creation_time >= f.not_before]
-        for column, value in ((c.invoke_id, f.invoke_id), (c.command_id, f.command_id),
-                              (c.command_type, f.command_type), (c.command_name, f.command_name),
-                              (c.resource_group_id, f.resource_group_id)):
+        for column, value in (
+            (c.invoke_id, f.invoke_id),
+            (c.command_id, f.command_id),
+            (c.command_type, f.command_type),
+            (c.command_name, f.command_name),
+            (c.resource_group_id, f.resource_group_id),
+        ):
             if value:
                 where.append(column == value)
-        for column, values in ((c.status, f.statuses), (c.invoke_status, f.invoke_statuses),
-                               (c.repeat_mode, f.repeat_modes)):
+        for column, values in (
+            (c.status, f.statuses),
+            (c.invoke_status, f.invoke_statuses),
+            (c.repeat_mode, f.repeat_modes),
+        ):
             if values is not None:
                 where.append(column.in_(sorted(values)))
         if f.instance_id:
-            where.append(c.invoke_id.in_(select(invocation_results.c.invoke_id).where(
-                invocation_results.c.account_id == f.account_id, invocation_results.c.region_id == f.region_id,
-                invocation_results.c.instance_id == f.instance_id)))
+            where.append(
+                c.invoke_id.in_(
+                    select(invocation_results.c.invoke_id).where(
+                        invocation_results.c.account_id == f.account_id,
+                        invocation_results.c.region_id == f.region_id,
+                        invocation_results.c.instance_id == f.instance_id,
+                    )
+                )
+            )
         if f.before_seq is not None:
             where.append(c.seq < f.before_seq)
         where += tagged_with(f.account_id, "invocation", c.invoke_id, f.tags)
@@ -102,25 +146,44 @@ class Invocations(Repository):
         return int(await self.conn.scalar(select(func.count()).select_from(invocations).where(*self._where(f))) or 0)
 
     async def set_status(self, invoke_id: str, status: TaskStatus, invoke_status: str) -> None:
-        await self.conn.execute(update(invocations).where(invocations.c.invoke_id == invoke_id)
-                                .values(status=status.value, invoke_status=invoke_status))
+        await self.conn.execute(
+            update(invocations)
+            .where(invocations.c.invoke_id == invoke_id)
+            .values(status=status.value, invoke_status=invoke_status)
+        )
 
     async def set_stop_time(self, invoke_id: str, when: datetime) -> None:
-        await self.conn.execute(update(invocations).where(invocations.c.invoke_id == invoke_id,
-                                                          invocations.c.stop_time.is_(None)).values(stop_time=when))
+        await self.conn.execute(
+            update(invocations)
+            .where(invocations.c.invoke_id == invoke_id, invocations.c.stop_time.is_(None))
+            .values(stop_time=when)
+        )
 
 
 def _invocation(row: Row[Any]) -> Invocation:
     r = row._mapping
     return Invocation(
-        invoke_id=r["invoke_id"], account_id=int(r["account_id"]), region_id=r["region_id"],
-        command_id=r["command_id"], command_name=r["command_name"], command_type=CommandType(r["command_type"]),
-        command_description=r["command_description"], content=bytes(r["content"]),
-        parameters=json.loads(r["parameters"]), repeat_mode=RepeatMode(r["repeat_mode"]), frequency=r["frequency"],
-        timeout=int(r["timeout"]), working_dir=r["working_dir"], username=r["username"],
-        windows_password_name=r["windows_password_name"], termination_mode=TerminationMode(r["termination_mode"]),
-        launcher=r["launcher"], container_id=r["container_id"], container_name=r["container_name"],
-        resource_group_id=r["resource_group_id"], creation_time=utc(r["creation_time"]),
+        invoke_id=r["invoke_id"],
+        account_id=int(r["account_id"]),
+        region_id=r["region_id"],
+        command_id=r["command_id"],
+        command_name=r["command_name"],
+        command_type=CommandType(r["command_type"]),
+        command_description=r["command_description"],
+        content=bytes(r["content"]),
+        parameters=json.loads(r["parameters"]),
+        repeat_mode=RepeatMode(r["repeat_mode"]),
+        frequency=r["frequency"],
+        timeout=int(r["timeout"]),
+        working_dir=r["working_dir"],
+        username=r["username"],
+        windows_password_name=r["windows_password_name"],
+        termination_mode=TerminationMode(r["termination_mode"]),
+        launcher=r["launcher"],
+        container_id=r["container_id"],
+        container_name=r["container_name"],
+        resource_group_id=r["resource_group_id"],
+        creation_time=utc(r["creation_time"]),
         stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
         enable_parameter=bool(r["enable_parameter"]),
     )

@@ -14,7 +14,8 @@ class Nonces(Repository):
     async def claim(self, access_key_id: str, nonce: str, expires_at: datetime) -> bool:
         """Record a nonce; False if this key used it before (a replay)."""
         return await self.insert_or_skip(
-            nonces, {"access_key_id": access_key_id, "nonce": nonce, "expires_at": expires_at})
+            nonces, {"access_key_id": access_key_id, "nonce": nonce, "expires_at": expires_at}
+        )
 
     async def purge(self, now: datetime) -> int:
         """Forget nonces whose requests would now be refused for their timestamp anyway."""

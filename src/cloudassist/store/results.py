@@ -46,24 +46,51 @@ class NewResult:
 
 
 class Results(Repository):
-    async def insert(self, *, account_id: int, region_id: str, invoke_id: str, command_id: str, first_seq: int,
-                     items: Sequence[NewResult], now: datetime) -> None:
+    async def insert(
+        self,
+        *,
+        account_id: int,
+        region_id: str,
+        invoke_id: str,
+        command_id: str,
+        first_seq: int,
+        items: Sequence[NewResult],
+        now: datetime,
+    ) -> None:
         if not items:
             return
-        rows = [{
-            "account_id": account_id, "region_id": region_id, "seq": first_seq + i, "invoke_id": invoke_id,
-            "instance_id": item.instance_id, "command_id": command_id, "status": item.status.value,
-            "exit_code": None, "output": b"", "dropped": 0, "error_code": item.error_code.value,
-            "start_time": None, "finished_time": None, "stop_time": None, "update_time": now,
-            "creation_time": now, "repeats": 0,
-        } for i, item in enumerate(items)]
+        rows = [
+            {
+                "account_id": account_id,
+                "region_id": region_id,
+                "seq": first_seq + i,
+                "invoke_id": invoke_id,
+                "instance_id": item.instance_id,
+                "command_id": command_id,
+                "status": item.status.value,
+                "exit_code": None,
+                "output": b"",
+                "dropped": 0,
+                "error_code": item.error_code.value,
+                "start_time": None,
+                "finished_time": None,
+                "stop_time": None,
+                "update_time": now,
+                "creation_time": now,
+                "repeats": 0,
+            }
+            for i, item in enumerate(items)
+        ]
         await self.conn.execute(invocation_results.insert(), rows)
 
     def _where(self, f: ResultFilter) -> list[ColumnElement[bool]]:
-        where = [R.account_id == f.account_id, R.region_id == f.region_id, R.seq > f.min_seq,
-                 R.creation_time >= f.not_before]
-        for column, value in ((R.invoke_id, f.invoke_id), (R.instance_id, f.instance_id),
-                              (R.command_id, f.command_id)):
+        where = [
+            R.account_id == f.account_id,
+            R.region_id == f.region_id,
+            R.seq > f.min_seq,
+            R.creation_time >= f.not_before,
+        ]
+        for column, value in ((R.invoke_id, f.invoke_id), (R.instance_id, f.instance_id), (R.command_id, f.command_id)):
             if value:
                 where.append(column == value)
         if f.statuses is not None:
@@ -71,8 +98,13 @@ class Results(Repository):
         if f.before_seq is not None:
             where.append(R.seq < f.before_seq)
         if f.resource_group_id:
-            where.append(R.invoke_id.in_(select(invocations.c.invoke_id).where(
-                invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id)))
+            where.append(
+                R.invoke_id.in_(
+                    select(invocations.c.invoke_id).where(
+                        invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id
+                    )
+                )
+            )
         where += tagged_with(f.account_id, "invocation", R.invoke_id, f.tags)
         return where
 
@@ -82,8 +114,9 @@ class Results(Repository):
         return [(int(row.seq), _result(row)) for row in await self.conn.execute(stmt)]
 
     async def count(self, f: ResultFilter) -> int:
-        return int(await self.conn.scalar(
-            select(func.count()).select_from(invocation_results).where(*self._where(f))) or 0)
+        return int(
+            await self.conn.scalar(select(func.count()).select_from(invocation_results).where(*self._where(f))) or 0
+        )
 
     async def of_invocations(self, invoke_ids: Sequence[str]) -> dict[str, builtins.list[InvocationResult]]:
         """Every result of each invocation, in instance order."""
@@ -94,25 +127,39 @@ class Results(Repository):
                 found[row.invoke_id].append(_result(row))
         return found
 
-    async def for_instance(self, instance_id: str, statuses: Sequence[InvocationStatus],
-                           limit: int = 100) -> builtins.list[InvocationResult]:
+    async def for_instance(
+        self, instance_id: str, statuses: Sequence[InvocationStatus], limit: int = 100
+    ) -> builtins.list[InvocationResult]:
         """An instance's executions in the given statuses, oldest first (what its agent should hear of)."""
-        stmt = (select(invocation_results).where(R.instance_id == instance_id,
-                                                 R.status.in_([s.value for s in statuses]))
-                .order_by(R.seq).limit(limit))
+        stmt = (
+            select(invocation_results)
+            .where(R.instance_id == instance_id, R.status.in_([s.value for s in statuses]))
+            .order_by(R.seq)
+            .limit(limit)
+        )
         return [_result(row) for row in await self.conn.execute(stmt)]
 
     async def current(self, invoke_id: str, instance_id: str) -> InvocationResult | None:
         """The newest execution of a task on an instance."""
-        stmt = (select(invocation_results).where(R.invoke_id == invoke_id, R.instance_id == instance_id)
-                .order_by(R.seq.desc()).limit(1))
+        stmt = (
+            select(invocation_results)
+            .where(R.invoke_id == invoke_id, R.instance_id == instance_id)
+            .order_by(R.seq.desc())
+            .limit(1)
+        )
         row = (await self.conn.execute(stmt)).first()
         return None if row is None else _result(row)
 
-    async def in_statuses(self, statuses: Sequence[InvocationStatus], limit: int = 1000) -> builtins.list[InvocationResult]:
+    async def in_statuses(
+        self, statuses: Sequence[InvocationStatus], limit: int = 1000
+    ) -> builtins.list[InvocationResult]:
         """Executions in the given statuses across every account, oldest first (for the deadline sweeper)."""
-        stmt = (select(invocation_results).where(R.status.in_([s.value for s in statuses]))
-                .order_by(R.result_id).limit(limit))
+        stmt = (
+            select(invocation_results)
+            .where(R.status.in_([s.value for s in statuses]))
+            .order_by(R.result_id)
+            .limit(limit)
+        )
         return [_result(row) for row in await self.conn.execute(stmt)]
 
     async def update(self, result_id: int, **values: Any) -> None:
@@ -122,14 +169,21 @@ class Results(Repository):
 def _result(row: Row[Any]) -> InvocationResult:
     r = row._mapping
     return InvocationResult(
-        result_id=int(r["result_id"]), invoke_id=r["invoke_id"], instance_id=r["instance_id"],
-        command_id=r["command_id"], status=InvocationStatus(r["status"]),
-        exit_code=None if r["exit_code"] is None else int(r["exit_code"]), output=bytes(r["output"]),
-        dropped=int(r["dropped"]), error_code=ErrorCode(r["error_code"]),
+        result_id=int(r["result_id"]),
+        invoke_id=r["invoke_id"],
+        instance_id=r["instance_id"],
+        command_id=r["command_id"],
+        status=InvocationStatus(r["status"]),
+        exit_code=None if r["exit_code"] is None else int(r["exit_code"]),
+        output=bytes(r["output"]),
+        dropped=int(r["dropped"]),
+        error_code=ErrorCode(r["error_code"]),
         start_time=None if r["start_time"] is None else utc(r["start_time"]),
         finished_time=None if r["finished_time"] is None else utc(r["finished_time"]),
         stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
-        update_time=utc(r["update_time"]), creation_time=utc(r["creation_time"]), repeats=int(r["repeats"]),
+        update_time=utc(r["update_time"]),
+        creation_time=utc(r["creation_time"]),
+        repeats=int(r["repeats"]),
         invoke_version=int(r["invoke_version"]),
         delivered_time=None if r["delivered_time"] is None else utc(r["delivered_time"]),
         received=int(r["received"]),

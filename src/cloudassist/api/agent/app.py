@@ -18,10 +18,12 @@ log = logging.getLogger("cloudassist.agent_face")
 
 def create_agent_app(ctx: Context, hub: KickHub) -> Starlette:
     endpoints = AgentEndpoints(ctx, hub)
-    return Starlette(routes=[
-        WebSocketRoute("/luban/notify_server", endpoints.websocket),
-        Route("/luban/api/{path:path}", endpoints.dispatch, methods=["GET", "POST"]),
-    ])
+    return Starlette(
+        routes=[
+            WebSocketRoute("/luban/notify_server", endpoints.websocket),
+            Route("/luban/api/{path:path}", endpoints.dispatch, methods=["GET", "POST"]),
+        ]
+    )
 
 
 async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> None:

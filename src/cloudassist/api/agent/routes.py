@@ -87,15 +87,26 @@ class AgentEndpoints:
         if path == "v1/task/verified":
             return ok(instanceId=instance.instance_id)
         if path == "instance/deregister":
-            await self.instances.deregister_managed_instance(Scope(instance.account_id, instance.region_id),
-                                                             instance.instance_id)
+            await self.instances.deregister_managed_instance(
+                Scope(instance.account_id, instance.region_id), instance.instance_id
+            )
             return ok(instanceId=instance.instance_id)
         if path == "instance/list_instance_state_configurations":
             # "Changed": true with a full result on every call: false with no cache crashes the agent (Part 2 §5.1)
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return JSONResponse({"errCode": "", "errMsg": "", "result": {
-                "RequestId": "cloudassist", "Interval": 1800, "Changed": True, "Checkpoint": now,
-                "StateConfigurations": []}})
+            return JSONResponse(
+                {
+                    "errCode": "",
+                    "errMsg": "",
+                    "result": {
+                        "RequestId": "cloudassist",
+                        "Interval": 1800,
+                        "Changed": True,
+                        "Checkpoint": now,
+                        "StateConfigurations": [],
+                    },
+                }
+            )
         if path == "v1/update/update_check":
             return ok(need_update=0, next_interval=1800, update_info={})
         if path == "gshell":
@@ -118,13 +129,20 @@ class AgentEndpoints:
         raw_tags = data.get("tag") or []
         tags = tuple(Tag(str(t.get("key", "")), str(t.get("value", ""))) for t in raw_tags if isinstance(t, dict))
         instance = await self.instances.register(
-            activation_code=data.get("activationCode", ""), activation_id=data.get("activationId", ""),
-            region_id=data.get("regionId", ""), machine_id=data.get("machineId", ""),
-            instance_name=data.get("instanceName") or None, hostname=data.get("hostname", ""),
-            intranet_ip=data.get("intranetIp", ""), os_type=data.get("osType", ""),
-            os_version=data.get("osVersion", ""), agent_version=data.get("agentVersion", ""),
-            public_key=data.get("publicKey", ""), tags=tags,
-            remote_ip=request.client.host if request.client else "")
+            activation_code=data.get("activationCode", ""),
+            activation_id=data.get("activationId", ""),
+            region_id=data.get("regionId", ""),
+            machine_id=data.get("machineId", ""),
+            instance_name=data.get("instanceName") or None,
+            hostname=data.get("hostname", ""),
+            intranet_ip=data.get("intranetIp", ""),
+            os_type=data.get("osType", ""),
+            os_version=data.get("osVersion", ""),
+            agent_version=data.get("agentVersion", ""),
+            public_key=data.get("publicKey", ""),
+            tags=tags,
+            remote_ip=request.client.host if request.client else "",
+        )
         return ok(instanceId=instance.instance_id)
 
     async def heartbeat(self, request: Request, instance: ManagedInstance) -> Response:
@@ -139,10 +157,14 @@ class AgentEndpoints:
         tasks = await self.delivery.fetch(instance.instance_id, request.query_params.get("taskId") or None)
         async with self.ctx.store.read() as tx:
             account = (await tx.accounts.names()).get(instance.account_id, "")
-        return ok(instanceId=instance.instance_id,
-                  run=[task_entry(o, instance, account) for o in tasks.run],
-                  stop=[task_entry(o, instance, account) for o in tasks.stop],
-                  test=[], file=[], session=[])
+        return ok(
+            instanceId=instance.instance_id,
+            run=[task_entry(o, instance, account) for o in tasks.run],
+            stop=[task_entry(o, instance, account) for o in tasks.stop],
+            test=[],
+            file=[],
+            session=[],
+        )
 
     async def task_report(self, kind: str, request: Request, instance: ManagedInstance) -> Response:
         report = read_report(kind, request.query_params, await body_of(request))

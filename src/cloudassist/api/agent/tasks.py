@@ -69,8 +69,16 @@ def read_report(kind: str, query: Mapping[str, str], body: bytes) -> Report:
     exit_code = _int(query.get("exitCode"), _int(query.get("exitcode")))
     kind_value: Kind = kind  # type: ignore[assignment]  # checked against KINDS above
     return Report(
-        kind=kind_value, task_id=query.get("taskId", ""), invoke_version=_int(query.get("invokeVersion"), 1) or 1,
-        start=from_millis(query.get("start")), end=from_millis(query.get("end")), exit_code=exit_code,
-        dropped=max(_int(query.get("dropped"), 0) or 0, 0), output=body, offset=_int(query.get("outputOffset")),
-        err_code=query.get("errCode", ""), param=query.get("param", ""), result=query.get("result", ""),
+        kind=kind_value,
+        task_id=query.get("taskId", ""),
+        invoke_version=_int(query.get("invokeVersion"), 1) or 1,
+        start=from_millis(query.get("start")),
+        end=from_millis(query.get("end")),
+        exit_code=exit_code,
+        dropped=max(_int(query.get("dropped"), 0) or 0, 0),
+        output=body,
+        offset=_int(query.get("outputOffset")),
+        err_code=query.get("errCode", ""),
+        param=query.get("param", ""),
+        result=query.get("result", ""),
     )

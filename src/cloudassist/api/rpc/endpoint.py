@@ -144,4 +144,3 @@ class RpcEndpoint:
 def _api_error(exc: SignatureError) -> ApiError:
     """A signature problem as the gateway reports it: 400, except an unknown key (404)."""
     return ApiError(exc.code, exc.message, 404 if exc.code.startswith("InvalidAccessKeyId") else 400)
-

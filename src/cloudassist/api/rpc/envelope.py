@@ -50,13 +50,10 @@ def to_xml(name: str, value: Any) -> str:
     if isinstance(value, Mapping):
         inner = "".join(to_xml(key, item) for key, item in value.items() if item is not None)
         return f"<{name}>{inner}</{name}>"
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = escape(_xml_safe(str(value)))
+    text = ("true" if value else "false") if isinstance(value, bool) else escape(_xml_safe(str(value)))
     return f"<{name}>{text}</{name}>"
 
 
 def _xml_safe(text: str) -> str:
     """Drop the characters XML 1.0 cannot carry at all (control characters other than tab, CR, LF)."""
-    return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20 and ch not in "\ufffe\uffff")
+    return "".join(ch for ch in text if ch in "\t\n\r" or (ord(ch) >= 0x20 and ch not in "\ufffe\uffff"))

@@ -83,8 +83,10 @@ def _read_list(param: Param, items: dict[int, dict[str, str]], raw: Mapping[str,
             raise param.invalid() from None
         if not isinstance(decoded, list):
             raise param.invalid()
-        items = {i + 1: ({"": str(v)} if not isinstance(v, dict) else {k: str(x) for k, x in v.items()})
-                 for i, v in enumerate(decoded)}
+        items = {
+            i + 1: ({"": str(v)} if not isinstance(v, dict) else {k: str(x) for k, x in v.items()})
+            for i, v in enumerate(decoded)
+        }
     if param.max_items is not None and len(items) > param.max_items:
         raise param.invalid()
     ordered = [items[i] for i in sorted(items) if i >= 1]

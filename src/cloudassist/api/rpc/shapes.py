@@ -20,8 +20,9 @@ TAGS = Param("Tag", "objects")
 
 
 def page_of(params: dict[str, Any], paging_status: int) -> Page:
-    return parse_page(params["PageNumber"], params["PageSize"], params["NextToken"], params["MaxResults"],
-                      paging_status=paging_status)
+    return parse_page(
+        params["PageNumber"], params["PageSize"], params["NextToken"], params["MaxResults"], paging_status=paging_status
+    )
 
 
 def tag_filter(params: dict[str, Any]) -> tuple[Tag, ...]:

@@ -10,6 +10,5 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - offline mode is not supported
     raise RuntimeError("run migrations through cloudassist.store.migrate")
 
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
-                  compare_type=True)
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True)
 context.run_migrations()

@@ -16,36 +16,58 @@ from cloudassist.services.invocations import Idempotency
 from cloudassist.store.activations import ActivationFilter
 
 
-@action("CreateActivation", Param("ClientToken"), Param("Description"), Param("InstanceCount", "int"),
-        Param("InstanceName"), Param("IpAddressRange"), Param("ResourceGroupId"), TAGS,
-        Param("TimeToLiveInHours", "int"))
+@action(
+    "CreateActivation",
+    Param("ClientToken"),
+    Param("Description"),
+    Param("InstanceCount", "int"),
+    Param("InstanceName"),
+    Param("IpAddressRange"),
+    Param("ResourceGroupId"),
+    TAGS,
+    Param("TimeToLiveInHours", "int"),
+)
 async def create_activation(call: Call) -> dict[str, Any]:
     spec = ActivationSpec(
-        description=call["Description"], instance_name=call["InstanceName"], instance_count=call["InstanceCount"],
-        ttl_hours=call["TimeToLiveInHours"], ip_address_range=call["IpAddressRange"],
-        resource_group_id=call["ResourceGroupId"])
+        description=call["Description"],
+        instance_name=call["InstanceName"],
+        instance_count=call["InstanceCount"],
+        ttl_hours=call["TimeToLiveInHours"],
+        ip_address_range=call["IpAddressRange"],
+        resource_group_id=call["ResourceGroupId"],
+    )
     created = await ActivationService(call.ctx).create_activation(
-        call.scope, spec, check_tags(call["Tag"] or []),
-        idempotency=Idempotency.of("CreateActivation", call["ClientToken"], call.params))
+        call.scope,
+        spec,
+        check_tags(call["Tag"] or []),
+        idempotency=Idempotency.of("CreateActivation", call["ClientToken"], call.params),
+    )
     return {"ActivationCode": created.code, "ActivationId": created.activation.activation_id}
 
 
-@action("DescribeActivations", Param("ActivationId"), Param("InstanceName"), Param("ResourceGroupId"), TAGS,
-        *PAGING)
+@action("DescribeActivations", Param("ActivationId"), Param("InstanceName"), Param("ResourceGroupId"), TAGS, *PAGING)
 async def describe_activations(call: Call) -> dict[str, Any]:
     page = page_of(call.params, call.ctx.settings.paging_error_status)
-    f = ActivationFilter(call.scope.account_id, call.scope.region_id, activation_id=call["ActivationId"],
-                         instance_name=call["InstanceName"], resource_group_id=call["ResourceGroupId"],
-                         tags=tag_filter(call.params))
+    f = ActivationFilter(
+        call.scope.account_id,
+        call.scope.region_id,
+        activation_id=call["ActivationId"],
+        instance_name=call["InstanceName"],
+        resource_group_id=call["ResourceGroupId"],
+        tags=tag_filter(call.params),
+    )
     found = await ActivationService(call.ctx).describe_activations(f, page)
     token = encode_token(str(found.next_offset)) if found.next_offset is not None else None
     return {
-        "ActivationList": [{
-            **activation_shape(a),
-            "Disabled": a.disabled,
-            "ResourceGroupId": a.resource_group_id,
-            "Tags": bare_tags(a.tags),
-        } for a in found.activations],
+        "ActivationList": [
+            {
+                **activation_shape(a),
+                "Disabled": a.disabled,
+                "ResourceGroupId": a.resource_group_id,
+                "Tags": bare_tags(a.tags),
+            }
+            for a in found.activations
+        ],
         **paging_fields(page, found.total, token),
     }
 

@@ -27,18 +27,33 @@ from cloudassist.store.commands import CommandFilter
 def command_spec(call: Call, encoding: ContentEncoding, *, name: str) -> CommandSpec:
     """The command a CreateCommand or RunCommand call describes."""
     return CommandSpec(
-        name=name, description=call["Description"] or "", type=parse_type(call["Type"]),
-        content=decode_content(call["CommandContent"], encoding), working_dir=call["WorkingDir"] or "",
+        name=name,
+        description=call["Description"] or "",
+        type=parse_type(call["Type"]),
+        content=decode_content(call["CommandContent"], encoding),
+        working_dir=call["WorkingDir"] or "",
         timeout=call["Timeout"] if call["Timeout"] is not None else DEFAULT_TIMEOUT,
-        enable_parameter=bool(call["EnableParameter"]), launcher=call["Launcher"] or "",
+        enable_parameter=bool(call["EnableParameter"]),
+        launcher=call["Launcher"] or "",
         resource_group_id=call["ResourceGroupId"] or "",
     )
 
 
-@action("CreateCommand", Param("Name", required=True), Param("Type", required=True),
-        Param("CommandContent", required=True), Param("ContentEncoding"), Param("Description"),
-        Param("EnableParameter", "bool"), Param("Launcher"), Param("ResourceGroupId"), Param("Timeout", "int"),
-        Param("WorkingDir"), Param("ClientToken"), TAGS)
+@action(
+    "CreateCommand",
+    Param("Name", required=True),
+    Param("Type", required=True),
+    Param("CommandContent", required=True),
+    Param("ContentEncoding"),
+    Param("Description"),
+    Param("EnableParameter", "bool"),
+    Param("Launcher"),
+    Param("ResourceGroupId"),
+    Param("Timeout", "int"),
+    Param("WorkingDir"),
+    Param("ClientToken"),
+    TAGS,
+)
 async def create_command(call: Call) -> dict[str, Any]:
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
     spec = command_spec(call, encoding, name=call["Name"])
@@ -46,9 +61,19 @@ async def create_command(call: Call) -> dict[str, Any]:
     return {"CommandId": command.command_id}
 
 
-@action("DescribeCommands", Param("CommandId"), Param("Type"), Param("Name"), Param("Description"),
-        Param("ContentEncoding"), Param("Provider"), Param("Latest", "bool"), Param("ResourceGroupId"), TAGS,
-        *PAGING)
+@action(
+    "DescribeCommands",
+    Param("CommandId"),
+    Param("Type"),
+    Param("Name"),
+    Param("Description"),
+    Param("ContentEncoding"),
+    Param("Provider"),
+    Param("Latest", "bool"),
+    Param("ResourceGroupId"),
+    TAGS,
+    *PAGING,
+)
 async def describe_commands(call: Call) -> dict[str, Any]:
     page = page_of(call.params, call.ctx.settings.paging_error_status)
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
@@ -57,9 +82,16 @@ async def describe_commands(call: Call) -> dict[str, Any]:
     for field in ("Name", "Description"):
         if call[field] is not None and len(call[field]) > (128 if field == "Name" else 512):
             raise ApiError.of(f"Invalid{field}.LengthLimitExceeded")
-    f = CommandFilter(call.scope.account_id, call.scope.region_id, command_id=call["CommandId"], type=call["Type"],
-                      name=call["Name"], description=call["Description"],
-                      resource_group_id=call["ResourceGroupId"], tags=tag_filter(call.params))
+    f = CommandFilter(
+        call.scope.account_id,
+        call.scope.region_id,
+        command_id=call["CommandId"],
+        type=call["Type"],
+        name=call["Name"],
+        description=call["Description"],
+        resource_group_id=call["ResourceGroupId"],
+        tags=tag_filter(call.params),
+    )
     if call["Provider"]:
         # public commands come from a provider; this server has none of its own to offer
         found_commands: list[tuple[Command, tuple[Tag, ...]]] = []
@@ -86,10 +118,19 @@ def command_shape(c: Command, tags: tuple[Tag, ...], encoding: ContentEncoding) 
         "Latest": True,
         "Launcher": c.launcher,
         "Name": c.name,
-        "ParameterDefinitions": {"ParameterDefinition": [{
-            "DefaultValue": "", "Description": "", "ParameterName": name, "PatternRegex": "",
-            "PossibleValues": {"PossibleValue": []}, "Required": False,
-        } for name in c.parameter_names]},
+        "ParameterDefinitions": {
+            "ParameterDefinition": [
+                {
+                    "DefaultValue": "",
+                    "Description": "",
+                    "ParameterName": name,
+                    "PatternRegex": "",
+                    "PossibleValues": {"PossibleValue": []},
+                    "Required": False,
+                }
+                for name in c.parameter_names
+            ]
+        },
         "ParameterNames": {"ParameterName": c.parameter_names},
         "Provider": "",
         "ResourceGroupId": c.resource_group_id,
@@ -101,12 +142,26 @@ def command_shape(c: Command, tags: tuple[Tag, ...], encoding: ContentEncoding) 
     }
 
 
-@action("ModifyCommand", Param("CommandId", required=True), Param("Name"), Param("Description"),
-        Param("WorkingDir"), Param("Timeout", "int"), Param("Launcher"), Param("CommandContent"))
+@action(
+    "ModifyCommand",
+    Param("CommandId", required=True),
+    Param("Name"),
+    Param("Description"),
+    Param("WorkingDir"),
+    Param("Timeout", "int"),
+    Param("Launcher"),
+    Param("CommandContent"),
+)
 async def modify_command(call: Call) -> dict[str, Any]:
     await CommandService(call.ctx).modify_command(
-        call.scope, call["CommandId"], name=call["Name"], description=call["Description"],
-        working_dir=call["WorkingDir"], timeout=call["Timeout"], launcher=call["Launcher"])
+        call.scope,
+        call["CommandId"],
+        name=call["Name"],
+        description=call["Description"],
+        working_dir=call["WorkingDir"],
+        timeout=call["Timeout"],
+        launcher=call["Launcher"],
+    )
     return {}
 
 

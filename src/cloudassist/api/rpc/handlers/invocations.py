@@ -55,31 +55,51 @@ def _options(call: Call) -> RunOptions:
     if mode is RepeatMode.PERIOD and not frequency:
         raise ApiError.of("MissingParam.Frequency")
     return RunOptions(
-        repeat_mode=mode, frequency=frequency, parameters=call["Parameters"] or {}, timeout=call["Timeout"],
-        working_dir=call["WorkingDir"], username=call["Username"] or "",
+        repeat_mode=mode,
+        frequency=frequency,
+        parameters=call["Parameters"] or {},
+        timeout=call["Timeout"],
+        working_dir=call["WorkingDir"],
+        username=call["Username"] or "",
         windows_password_name=call["WindowsPasswordName"] or "",
-        termination_mode=parse_termination_mode(call["TerminationMode"]), launcher=call["Launcher"],
-        container_id=call["ContainerId"] or "", container_name=call["ContainerName"] or "",
+        termination_mode=parse_termination_mode(call["TerminationMode"]),
+        launcher=call["Launcher"],
+        container_id=call["ContainerId"] or "",
+        container_name=call["ContainerName"] or "",
         resource_group_id=call["ResourceGroupId"] or "",
     )
 
 
 def _targets(call: Call, resource_tag_limit: int) -> Targets:
-    return Targets(call["InstanceId"] or [], check_tags(call["ResourceTag"] or [], resource=True,
-                                                        limit=resource_tag_limit))
+    return Targets(
+        call["InstanceId"] or [], check_tags(call["ResourceTag"] or [], resource=True, limit=resource_tag_limit)
+    )
 
 
-@action("RunCommand", Param("Type", required=True), Param("CommandContent", required=True),
-        Param("ContentEncoding"), Param("Name"), Param("Description"), Param("EnableParameter", "bool"),
-        Param("KeepCommand", "bool"), *RUN)
+@action(
+    "RunCommand",
+    Param("Type", required=True),
+    Param("CommandContent", required=True),
+    Param("ContentEncoding"),
+    Param("Name"),
+    Param("Description"),
+    Param("EnableParameter", "bool"),
+    Param("KeepCommand", "bool"),
+    *RUN,
+)
 async def run_command(call: Call) -> dict[str, Any]:
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.PLAIN_TEXT)
     spec = command_spec(call, encoding, name=call["Name"] or "")
     service = InvocationService(call.ctx)
     started = await service.run_command(
-        call.scope, spec, _options(call), _targets(call, 20), check_tags(call["Tag"] or []),
+        call.scope,
+        spec,
+        _options(call),
+        _targets(call, 20),
+        check_tags(call["Tag"] or []),
         keep_command=bool(call["KeepCommand"]),
-        idempotency=Idempotency.of("RunCommand", call["ClientToken"], call.params))
+        idempotency=Idempotency.of("RunCommand", call["ClientToken"], call.params),
+    )
     return {"CommandId": started.command_id, "InvokeId": started.invoke_id}
 
 
@@ -87,8 +107,13 @@ async def run_command(call: Call) -> dict[str, Any]:
 async def invoke_command(call: Call) -> dict[str, Any]:
     service = InvocationService(call.ctx)
     started = await service.invoke_command(
-        call.scope, call["CommandId"], _options(call), _targets(call, 10), check_tags(call["Tag"] or []),
-        idempotency=Idempotency.of("InvokeCommand", call["ClientToken"], call.params))
+        call.scope,
+        call["CommandId"],
+        _options(call),
+        _targets(call, 10),
+        check_tags(call["Tag"] or []),
+        idempotency=Idempotency.of("InvokeCommand", call["ClientToken"], call.params),
+    )
     return {"InvokeId": started.invoke_id}
 
 
@@ -100,25 +125,43 @@ def _record_filter(value: str | None) -> frozenset[Any] | None:
     return legacy_filter(value)
 
 
-@action("DescribeInvocationResults", Param("InvokeId"), Param("InstanceId"), Param("CommandId"),
-        Param("InvokeRecordStatus"), Param("IncludeHistory", "bool"), Param("ContentEncoding"),
-        Param("ResourceGroupId"), TAGS, *PAGING)
+@action(
+    "DescribeInvocationResults",
+    Param("InvokeId"),
+    Param("InstanceId"),
+    Param("CommandId"),
+    Param("InvokeRecordStatus"),
+    Param("IncludeHistory", "bool"),
+    Param("ContentEncoding"),
+    Param("ResourceGroupId"),
+    TAGS,
+    *PAGING,
+)
 async def describe_invocation_results(call: Call) -> dict[str, Any]:
     page = page_of(call.params, call.ctx.settings.paging_error_status)
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
     if call["IncludeHistory"] and not call["InvokeId"]:
         raise ApiError.missing("InvokeId")
     f = ResultFilter(
-        account_id=call.scope.account_id, region_id=call.scope.region_id, not_before=call.ctx.clock.now(),
-        min_seq=0, invoke_id=call["InvokeId"], instance_id=call["InstanceId"], command_id=call["CommandId"],
-        statuses=_record_filter(call["InvokeRecordStatus"]), resource_group_id=call["ResourceGroupId"],
-        tags=tag_filter(call.params))
+        account_id=call.scope.account_id,
+        region_id=call.scope.region_id,
+        not_before=call.ctx.clock.now(),
+        min_seq=0,
+        invoke_id=call["InvokeId"],
+        instance_id=call["InstanceId"],
+        command_id=call["CommandId"],
+        statuses=_record_filter(call["InvokeRecordStatus"]),
+        resource_group_id=call["ResourceGroupId"],
+        tags=tag_filter(call.params),
+    )
     found = await InvocationService(call.ctx).describe_invocation_results(f, page)
     token = encode_token(str(found.next_seq)) if found.next_seq is not None else None
-    return {"Invocation": {
-        "InvocationResults": {"InvocationResult": [result_shape(r, inv, encoding) for r, inv in found.results]},
-        **paging_fields(page, found.total, token),
-    }}
+    return {
+        "Invocation": {
+            "InvocationResults": {"InvocationResult": [result_shape(r, inv, encoding) for r, inv in found.results]},
+            **paging_fields(page, found.total, token),
+        }
+    }
 
 
 def result_shape(r: InvocationResult, inv: Invocation, encoding: ContentEncoding) -> dict[str, Any]:
@@ -157,9 +200,22 @@ _LEGACY_VALUES = frozenset(s.value for s in LegacyStatus)
 _NEW_VALUES = frozenset({TaskStatus.SUCCESS.value, TaskStatus.PENDING.value, TaskStatus.SCHEDULED.value})
 
 
-@action("DescribeInvocations", Param("InvokeId"), Param("CommandId"), Param("CommandName"), Param("CommandType"),
-        Param("InvokeStatus"), Param("InstanceId"), Param("Timed", "bool"), Param("ContentEncoding"),
-        Param("IncludeOutput", "bool"), Param("RepeatMode"), Param("ResourceGroupId"), TAGS, *PAGING)
+@action(
+    "DescribeInvocations",
+    Param("InvokeId"),
+    Param("CommandId"),
+    Param("CommandName"),
+    Param("CommandType"),
+    Param("InvokeStatus"),
+    Param("InstanceId"),
+    Param("Timed", "bool"),
+    Param("ContentEncoding"),
+    Param("IncludeOutput", "bool"),
+    Param("RepeatMode"),
+    Param("ResourceGroupId"),
+    TAGS,
+    *PAGING,
+)
 async def describe_invocations(call: Call) -> dict[str, Any]:
     page = page_of(call.params, call.ctx.settings.paging_error_status)
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
@@ -178,18 +234,26 @@ async def describe_invocations(call: Call) -> dict[str, Any]:
         chosen = frozenset(timed if call["Timed"] else {m.value for m in RepeatMode} - timed)
         modes = chosen if modes is None else frozenset(modes & chosen)
     f = InvocationFilter(
-        account_id=call.scope.account_id, region_id=call.scope.region_id, not_before=call.ctx.clock.now(),
-        invoke_id=call["InvokeId"], command_id=call["CommandId"], command_type=call["CommandType"],
-        command_name=call["CommandName"], instance_id=call["InstanceId"],
+        account_id=call.scope.account_id,
+        region_id=call.scope.region_id,
+        not_before=call.ctx.clock.now(),
+        invoke_id=call["InvokeId"],
+        command_id=call["CommandId"],
+        command_type=call["CommandType"],
+        command_name=call["CommandName"],
+        instance_id=call["InstanceId"],
         statuses=frozenset({status}) if status in _NEW_VALUES else None,
         invoke_statuses=frozenset({status}) if status in _LEGACY_VALUES else None,
-        repeat_modes=frozenset(modes) if modes is not None else None, resource_group_id=call["ResourceGroupId"],
-        tags=tag_filter(call.params))
+        repeat_modes=frozenset(modes) if modes is not None else None,
+        resource_group_id=call["ResourceGroupId"],
+        tags=tag_filter(call.params),
+    )
     found = await InvocationService(call.ctx).describe_invocations(f, page)
     token = encode_token(str(found.next_seq)) if found.next_seq is not None else None
     return {
-        "Invocations": {"Invocation": [invocation_shape(inv, encoding, bool(call["IncludeOutput"]))
-                                       for inv in found.invocations]},
+        "Invocations": {
+            "Invocation": [invocation_shape(inv, encoding, bool(call["IncludeOutput"])) for inv in found.invocations]
+        },
         **paging_fields(page, found.total, token),
     }
 
@@ -208,27 +272,32 @@ def invocation_shape(inv: Invocation, encoding: ContentEncoding, include_output:
         "Frequency": inv.frequency,
         "InvocationStatus": inv.status.value,
         "InvokeId": inv.invoke_id,
-        "InvokeInstances": {"InvokeInstance": [{
-            "CreationTime": iso(r.creation_time),
-            "Dropped": r.dropped,
-            "ErrorCode": r.error_code.value,
-            "ErrorInfo": r.error_code.info,
-            "ExitCode": r.exit_code if r.exit_code is not None else 0,
-            "FinishTime": iso(r.finished_time),
-            "InstanceId": r.instance_id,
-            "InstanceInvokeStatus": legacy(r.status).value,
-            "InvocationStatus": r.status.value,
-            "OssOutputErrorCode": "",
-            "OssOutputErrorInfo": "",
-            "OssOutputStatus": "",
-            "OssOutputUri": "",
-            "Output": encode_content(r.output, encoding) if include_output else "",
-            "Repeats": r.repeats,
-            "StartTime": iso(r.start_time),
-            "StopTime": iso(r.stop_time),
-            "Timed": timed,
-            "UpdateTime": iso(r.update_time),
-        } for r in inv.results]},
+        "InvokeInstances": {
+            "InvokeInstance": [
+                {
+                    "CreationTime": iso(r.creation_time),
+                    "Dropped": r.dropped,
+                    "ErrorCode": r.error_code.value,
+                    "ErrorInfo": r.error_code.info,
+                    "ExitCode": r.exit_code if r.exit_code is not None else 0,
+                    "FinishTime": iso(r.finished_time),
+                    "InstanceId": r.instance_id,
+                    "InstanceInvokeStatus": legacy(r.status).value,
+                    "InvocationStatus": r.status.value,
+                    "OssOutputErrorCode": "",
+                    "OssOutputErrorInfo": "",
+                    "OssOutputStatus": "",
+                    "OssOutputUri": "",
+                    "Output": encode_content(r.output, encoding) if include_output else "",
+                    "Repeats": r.repeats,
+                    "StartTime": iso(r.start_time),
+                    "StopTime": iso(r.stop_time),
+                    "Timed": timed,
+                    "UpdateTime": iso(r.update_time),
+                }
+                for r in inv.results
+            ]
+        },
         "InvokeStatus": inv.legacy_status,
         "Launcher": inv.launcher,
         "OssOutputDelivery": "",
