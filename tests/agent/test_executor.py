@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cloudassist.agent import proctree
-from cloudassist.agent.executor import Execution, Outcome, TaskSpec, live_shell_pids
+from cloudassist.agent.executor import Execution, Outcome, TaskSpec, live_shell_pids, remove_stale_script_dirs
 from cloudassist.agent.output import OutputBuffer
 
 EURO = "€".encode()
@@ -363,6 +363,24 @@ def _owner(pid: int) -> int | None:
         return None
 
 
+async def test_stale_script_dirs_are_swept(tmp_path: Path) -> None:
+    """remove_stale_script_dirs() removes script directories a killed agent left behind, keeps the one of a
+    run still live in this process, and touches nothing else."""
+    stale = tmp_path / "cloudassist-stale"
+    stale.mkdir()
+    (stale / "t-1.sh").write_text("echo secret")
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    buffer = OutputBuffer()
+    task_run = execution(spec('echo "$0"; sleep 100', script_dir=tmp_path), buffer)
+    task = asyncio.create_task(task_run.run())
+    (live,) = [Path(line.decode()).parent for line in await wait_for_output(buffer, 1)]
+    assert remove_stale_script_dirs(tmp_path) == [stale]
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "unrelated"])
+    task_run.stop()
+    await task
+
+
 @pytest.fixture
 def user() -> Iterator[tuple[str, str]]:
     """A throwaway user with a home and a supplementary group, deleted afterwards."""
@@ -409,13 +427,18 @@ async def test_stop_is_idempotent_and_harmless_after_the_end() -> None:
 
 
 async def test_no_zombies_after_many_runs() -> None:
-    """A hundred runs that each leave killed children behind leave no zombie children of ours."""
+    """A hundred runs, five at a time, each killing a shell and two children at its timeout, leave no
+    zombie of theirs behind and no shell registered as live."""
+    shells: set[int] = set()
     for _ in range(20):
-        outs = await asyncio.gather(*(run(spec("sleep 100 & sleep 100", timeout=0.05)) for _ in range(5)))
+        runs = [execution(spec("sleep 100 & sleep 100", timeout=0.05)) for _ in range(5)]
+        outs = await asyncio.gather(*(r.run() for r in runs))
         assert {o.kind for o in outs} == {"timeout"}
-    zombies = [p for p in proctree.table().values() if p.ppid == os.getpid() and p.state == "Z"]
+        shells |= {r.pid for r in runs if r.pid is not None}
+    assert len(shells) == 100
+    zombies = [p for p in proctree.table().values() if p.state == "Z" and (p.session in shells or p.pid in shells)]
     assert zombies == []
-    assert not live_shell_pids()
+    assert not live_shell_pids() & shells
 
 
 def test_signal_exit_codes_follow_the_shell_convention() -> None:

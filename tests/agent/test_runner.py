@@ -171,7 +171,7 @@ def test_output_streams_while_the_command_runs(server: LiveServer, running_agent
     """Output printed before a pause is visible while the command still runs; the final output is whole,
     with nothing repeated; built-in parameters such as {{ACS::InstanceId}} are filled in by the agent."""
     invoke_id = run_command(server, running_agent.instance_id,
-                            "echo start; sleep 3; echo '{{ACS::InstanceId}}'; echo done")
+                            "echo start; sleep 3; echo '{{ACS::InstanceId}}'; echo done", EnableParameter="true")
     wait_for(lambda: (r := result(server, invoke_id))["InvocationStatus"] == "Running" and r["Output"] == "start\n",
              15, "streamed output")
     done = final_result(server, invoke_id)

@@ -21,6 +21,7 @@ and lets the CancelledError through; otherwise `run()` never raises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import pwd
@@ -49,12 +50,27 @@ PASSED_TO_OTHER_USERS = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM"})
 
 Kind = Literal["finished", "timeout", "stopped", "invalid", "error"]
 
+SCRIPT_DIR_PREFIX = "cloudassist-"
+
 _live_shells: set[int] = set()
+_live_script_dirs: set[Path] = set()
 
 
 def live_shell_pids() -> frozenset[int]:
     """Pids of the shells being waited for now: pass them to `proctree.reap_orphans`."""
     return frozenset(_live_shells)
+
+
+def remove_stale_script_dirs(script_dir: Path = Path("/tmp")) -> list[Path]:  # noqa: S108
+    """Remove the private script directories a killed agent left under `script_dir` (their scripts may hold
+    filled-in parameters), except those of runs live in this process. Call at agent startup."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in script_dir.iterdir():
+            if entry.name.startswith(SCRIPT_DIR_PREFIX) and entry not in _live_script_dirs and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -139,7 +155,8 @@ def _environment(spec: TaskSpec, account: _Account, marker: str) -> dict[str, st
 def _write_script(spec: TaskSpec, account: _Account) -> Path:
     """The script in a new private directory under script_dir; both 0700 and owned by the task's user."""
     spec.script_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="cloudassist-", dir=spec.script_dir))
+    directory = Path(tempfile.mkdtemp(prefix=SCRIPT_DIR_PREFIX, dir=spec.script_dir))
+    _live_script_dirs.add(directory)
     try:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", spec.task_id)[:100].lstrip(".") or "task"
         path = directory / f"{name}.sh"
@@ -152,15 +169,18 @@ def _write_script(spec: TaskSpec, account: _Account) -> Path:
         if account.switch:
             os.chown(directory, account.uid, account.gid)
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_script_dir(directory)
         raise
     return path
 
 
+def _remove_script_dir(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    _live_script_dirs.discard(directory)
+
+
 def _exit_code(returncode: int | None) -> int:
-    if returncode is None:
-        return -1
-    return 128 - returncode if returncode < 0 else returncode
+    return -1 if returncode is None else 128 - returncode if returncode < 0 else returncode
 
 
 class Execution:
@@ -231,7 +251,7 @@ class Execution:
             return self._outcome("error", error=f"{type(exc).__name__}: {exc}")
         finally:
             if script is not None:
-                shutil.rmtree(script.parent, ignore_errors=True)
+                _remove_script_dir(script.parent)
 
     def _validate(self) -> tuple[_Account, str]:
         """The account to run as and the working directory, in the official agent's order of checks."""
@@ -302,10 +322,7 @@ class Execution:
         if not self._victims:
             return
         shell = self._proc.pid if self._proc is not None else -1
-        me = os.getpid()
-        pending = (self._victims | {  # + any the walk missed but killpg() reached
-            p.pid for p in proctree.table().values() if p.ppid == me and shell in (p.session, p.pgrp)
-        }) - {shell}
+        pending = (self._victims | proctree.children_in_session(shell)) - {shell}  # + any only killpg() reached
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         while pending := proctree.reap_dead(pending, keep=live_shell_pids() | {shell}):

@@ -51,6 +51,7 @@ class Entry:
     started_at: float | None = None  #: time.time() written just before the spawn
     pid: int | None = None  #: the task's shell, once spawned
     proc_start: int | None = None  #: the shell's start time in /proc (clock ticks), to recognise the pid
+    marker: str = ""  #: the environment marker of the run's processes, to find daemons that left the tree
     ended_at: float | None = None
     outcome: str = ""  #: the kind of the final report that was spooled
 
@@ -155,9 +156,10 @@ class Journal:
         """Mark the run started; call it BEFORE spawning the process."""
         return self._update(task_id, invoke_version, state="started", started_at=started_at)
 
-    def set_process(self, task_id: str, invoke_version: int, pid: int, proc_start: int | None) -> Entry:
-        """Record the spawned shell's pid and /proc start time (to find a leftover after a crash)."""
-        return self._update(task_id, invoke_version, pid=pid, proc_start=proc_start)
+    def set_process(self, task_id: str, invoke_version: int, pid: int, proc_start: int | None,
+                    marker: str = "") -> Entry:
+        """Record the spawned shell's pid, /proc start time and marker (to find leftovers after a crash)."""
+        return self._update(task_id, invoke_version, pid=pid, proc_start=proc_start, marker=marker)
 
     def done(self, task_id: str, invoke_version: int, outcome: str, ended_at: float | None = None) -> Entry:
         """Mark the run finished; call it after its final report is in the spool."""

@@ -233,6 +233,12 @@ def reap_dead(pids: set[int], *, keep: set[int] | frozenset[int] = frozenset()) 
     return {p for p in pids if not settled(p)}
 
 
+def children_in_session(session: int) -> set[int]:
+    """Our child processes (zombies included) in session or process group `session`."""
+    me = os.getpid()
+    return {p.pid for p in table().values() if p.ppid == me and session in (p.session, p.pgrp)}
+
+
 def reap_orphans(known: set[int] | frozenset[int]) -> set[int]:
     """Reap zombie children of ours that were reparented to us (we are a subreaper) and are not in `known`.
 

@@ -26,6 +26,8 @@ import asyncio
 import fcntl
 import logging
 import os
+import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 
 from cloudassist.agent import proctree
 from cloudassist.agent.client import RunOrder, ServerClient, heartbeat_interval, ms, parse_kick, truncate
-from cloudassist.agent.executor import Execution, Outcome, TaskSpec, live_shell_pids
+from cloudassist.agent.executor import Execution, Outcome, TaskSpec, live_shell_pids, remove_stale_script_dirs
 from cloudassist.agent.identity import Identity, cold_start
 from cloudassist.agent.journal import Journal
 from cloudassist.agent.output import OutputBuffer
@@ -44,6 +46,25 @@ CHUNK_BYTES = 2048
 KEEPALIVE_SECONDS = 60.0
 REAP_SECONDS, IDLE_REAP_SECONDS = 2.0, 30.0
 Key = tuple[str, int]
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only we own and only we may change (others may traverse it, 0711).
+
+    It lives in a shared temporary directory, so someone else may have made it first: then a fresh,
+    randomly named one is used instead of trusting theirs.
+    """
+    try:
+        path.mkdir(mode=0o711, exist_ok=True)
+        info = path.lstat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            path.chmod(0o711)
+            return path
+    except OSError:
+        pass
+    fresh = Path(tempfile.mkdtemp(prefix=f"{path.name}-"))
+    fresh.chmod(0o711)
+    return fresh
 
 
 @dataclass(eq=False)
@@ -89,6 +110,9 @@ class Agent:
     ) -> None:
         self.identity = identity
         self.state_dir = state_dir
+        #: Script files of this agent's runs (each run gets a private directory inside it); per agent, so
+        #: that several agents on one machine never clear each other's.
+        self.script_dir = private_dir(Path(tempfile.gettempdir()) / f"cloudassist-agent-{identity.instance_id}")
         self.client = client or ServerClient(identity)
         self.journal = Journal(state_dir / "journal")
         self.spool = Spool(state_dir / "spool")
@@ -163,12 +187,13 @@ class Agent:
         for entry in self.journal.interrupted():
             if (pid := entry.leftover_pid()) is not None:
                 log.warning("killing leftover process %d of interrupted task %s", pid, entry.task_id)
-                proctree.kill_tree(pid)
+                proctree.kill_tree(pid, marker=entry.marker)
             self.spool.put("error", entry.interrupted_report(time.time()), b"", final=True)
             self.journal.done(entry.task_id, entry.invoke_version, "error")
             log.warning("task %s (v%d) was interrupted by an agent restart", *entry.key)
         self.journal.forget_unstarted()
         self.journal.prune()
+        remove_stale_script_dirs(self.script_dir)
 
     def request_fetch(self, task_id: str | None = None) -> None:
         """Fetch the task list soon; requests coalesce (a task id is passed only when it is the only one)."""
@@ -292,6 +317,7 @@ class Agent:
             working_dir=order.working_dir,
             username=order.username,
             termination_mode=order.termination_mode,
+            script_dir=self.script_dir,
         )
         half = order.log_quota // 2
         run = Run(key[0], key[1], spec, OutputBuffer(head=half, tail=order.log_quota - half), order.interval)
@@ -347,7 +373,8 @@ class Agent:
         pid = run.execution.pid if run.execution is not None else None
         if pid is not None:
             info = proctree.stat(pid)
-            self.journal.set_process(run.task_id, run.version, pid, info.starttime if info else None)
+            marker = run.execution.marker if run.execution is not None else ""
+            self.journal.set_process(run.task_id, run.version, pid, info.starttime if info else None, marker)
         self._put("running", run.query(outputOffset=0), b"", final=False)
 
     def _chunk(self, run: Run, data: bytes) -> None:
