@@ -35,19 +35,18 @@ class AccessService:
         signature (`check_signature(secret)` raises ApiError if not) and has not been replayed."""
         window = timedelta(seconds=self.ctx.settings.signature_window_seconds)
         now = self.ctx.clock.now()
-        async with self.ctx.store.read() as tx:
-            key = await tx.accounts.key(access_key_id)
-        if key is None:
-            raise ApiError.of("InvalidAccessKeyId.NotFound")
-        if not key.enabled:
-            raise ApiError.of("Forbidden.AccessKeyDisabled")
-        if abs(now - timestamp) > window:
-            raise ApiError.of("InvalidTimeStamp.Expired")
-        check_signature(key.secret)
+        # one transaction: look the key up, check it, and spend the nonce only for a good signature
         async with self.ctx.store.write() as tx:
-            fresh = await tx.nonces.claim(key.access_key_id, nonce, timestamp + window)
-        if not fresh:
-            raise ApiError.of("SignatureNonceUsed")
+            key = await tx.accounts.key(access_key_id)
+            if key is None:
+                raise ApiError.of("InvalidAccessKeyId.NotFound")
+            if not key.enabled:
+                raise ApiError.of("Forbidden.AccessKeyDisabled")
+            if abs(now - timestamp) > window:
+                raise ApiError.of("InvalidTimeStamp.Expired")
+            check_signature(key.secret)
+            if not await tx.nonces.claim(key.access_key_id, nonce, timestamp + window):
+                raise ApiError.of("SignatureNonceUsed")
         return key
 
     async def purge_nonces(self) -> int:

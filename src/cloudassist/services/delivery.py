@@ -7,17 +7,15 @@ for an execution that has already ended is acknowledged and ignored, so retries 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from cloudassist.domain.invocations import Invocation, InvocationResult
 from cloudassist.domain.output import append
 from cloudassist.domain.statuses import ERROR_STATUS, ErrorCode, InvocationStatus, can_transition
 from cloudassist.services.context import Context
 from cloudassist.services.invocations import InvocationService
-from cloudassist.store.store import Tx
 
 S = InvocationStatus
 Kind = Literal["running", "finish", "timeout", "error", "stopped", "invalid"]
@@ -92,7 +90,7 @@ class DeliveryService:
             stopping = await tx.results.for_instance(instance_id, [S.STOPPING])
             if task_id:
                 pending = [r for r in pending if r.invoke_id == task_id] or pending
-            invocations = await self._invocations(tx, [*pending, *stopping])
+            invocations = await tx.invocations.by_ids(list({r.invoke_id for r in [*pending, *stopping]}))
             run = []
             for result in pending:
                 if result.status is S.PENDING:
@@ -103,16 +101,6 @@ class DeliveryService:
                     run.append(Order(result, invocations[result.invoke_id]))
             stop = [Order(r, invocations[r.invoke_id]) for r in stopping if r.invoke_id in invocations]
         return TaskList(run, stop)
-
-    @staticmethod
-    async def _invocations(tx: Tx, results: Sequence[InvocationResult]) -> dict[str, Invocation]:
-        found: dict[str, Invocation] = {}
-        for invoke_id in {r.invoke_id for r in results}:
-            # the instance's own account and region are the invocation's; look it up by id alone
-            inv = await tx.invocations.by_id(invoke_id)
-            if inv is not None:
-                found[invoke_id] = inv
-        return found
 
     async def report(self, instance_id: str, report: Report) -> bool:
         """Apply one report; False when it names no execution of this instance (still acknowledged)."""
@@ -129,7 +117,7 @@ class DeliveryService:
                 skip = result.received - report.offset
                 chunk = chunk[skip:] if skip > 0 else chunk
             output, dropped = append(result.output, result.dropped, chunk, limit)
-            changes: dict[str, object] = {
+            changes: dict[str, Any] = {
                 "output": output,
                 "dropped": dropped + max(report.dropped, 0),
                 "received": result.received + len(chunk),
@@ -143,7 +131,7 @@ class DeliveryService:
                     changes["error_code"] = self._error_code(report, status).value
                     changes["exit_code"] = report.exit_code if report.exit_code is not None else result.exit_code
                     changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
-            await tx.results.update(result.result_id, **changes)
+            await tx.results.update(result.result_id, expect=result.status, **changes)
             if "status" in changes:
                 await InvocationService.refresh_status(tx, result.invoke_id)
                 if InvocationStatus(str(changes["status"])).terminal:
@@ -186,11 +174,10 @@ class DeliveryService:
             times["finished_time"] = report.end or now
         return times
 
-    async def pending_instances(self) -> set[str]:
-        """Instances with work not yet fetched or stops not yet confirmed: worth a kick."""
+    async def waiting(self, instance_id: str | None = None) -> set[str]:
+        """Instances (or just this one) with work not yet fetched or stops not yet confirmed: worth a kick."""
         async with self.ctx.store.read() as tx:
-            waiting = await tx.results.in_statuses([S.PENDING, S.STOPPING])
-        return {r.instance_id for r in waiting if r.status is S.STOPPING or r.delivered_time is None}
+            return await tx.results.waiting_instances(instance_id)
 
     async def sweep(self) -> int:
         """End executions whose deadlines passed; returns how many were ended.
@@ -200,46 +187,55 @@ class DeliveryService:
         the delivery window has passed (plus the task's Timeout while the agent still beats).
         Running past Timeout plus the grace period: Timeout if the agent still beats (it should have
         killed it), otherwise the run was interrupted. Stopping past the grace period: Terminated.
+
+        Candidates are found in a read transaction; the write lock is taken only when something ends,
+        and each change applies only if the execution is still in the status it was judged in.
         """
         now = self.ctx.clock.now()
         delivery = timedelta(seconds=self.ctx.settings.delivery_timeout_seconds)
         grace = timedelta(seconds=self.ctx.settings.grace_seconds)
+        async with self.ctx.store.read() as tx:
+            candidates = await tx.results.overdue(
+                pending_before=now - delivery, started_before=now - grace, stopped_before=now - grace
+            )
+            if not candidates:
+                return 0
+            invocations = await tx.invocations.by_ids(list({r.invoke_id for r in candidates}))
+            instances = {i: await tx.instances.get(i) for i in {r.instance_id for r in candidates}}
+        endings = []
+        for r in candidates:
+            inst = instances.get(r.instance_id)
+            online = inst is not None and inst.online(now)
+            inv = invocations.get(r.invoke_id)
+            timeout = timedelta(seconds=inv.timeout if inv else 0)
+            code: ErrorCode | None = None
+            status: InvocationStatus | None = None
+            if r.status is S.PENDING:
+                # an agent that fetched the task and still beats may just be busy (its queue is full):
+                # it gets the task's whole Timeout on top of the delivery window to start it
+                if r.delivered_time is None:
+                    code = ErrorCode.CLIENT_NOT_RESPONSE if online else ErrorCode.CLIENT_NOT_RUNNING
+                elif not online or now - r.creation_time > delivery + timeout + grace:
+                    code = ErrorCode.DELIVERY_TIMEOUT
+            elif r.status is S.RUNNING:
+                if r.start_time is not None and now - r.start_time > timeout + grace:
+                    code = ErrorCode.EXECUTION_TIMEOUT if online else ErrorCode.EXECUTION_INTERRUPTED
+            else:
+                status = S.TERMINATED if r.start_time is not None else S.CANCELLED
+            if code is not None or status is not None:
+                endings.append((r, status or ERROR_STATUS[code or ErrorCode.NONE], code or ErrorCode.NONE))
         ended = 0
         async with self.ctx.store.write() as tx:
-            candidates = await tx.results.in_statuses([S.PENDING, S.RUNNING, S.STOPPING])
-            invocations = await self._invocations(tx, candidates)
-            instances = {i: await tx.instances.get(i) for i in {r.instance_id for r in candidates}}
-            for r in candidates:
-                inst = instances.get(r.instance_id)
-                online = inst is not None and inst.online(now)
-                code: ErrorCode | None = None
-                status: InvocationStatus | None = None
-                if r.status is S.PENDING:
-                    inv = invocations.get(r.invoke_id)
-                    # an agent that fetched the task and still beats may just be busy (its queue is full):
-                    # it gets the task's whole Timeout on top of the delivery window to start it
-                    patience = delivery + (timedelta(seconds=inv.timeout) + grace if inv and online else timedelta(0))
-                    if r.delivered_time is not None and now - r.creation_time > patience:
-                        code = ErrorCode.DELIVERY_TIMEOUT
-                    elif r.delivered_time is None and now - r.creation_time > delivery:
-                        code = ErrorCode.CLIENT_NOT_RESPONSE if online else ErrorCode.CLIENT_NOT_RUNNING
-                elif r.status is S.RUNNING:
-                    inv = invocations.get(r.invoke_id)
-                    timeout = timedelta(seconds=inv.timeout if inv else 0)
-                    if r.start_time is not None and now - r.start_time > timeout + grace:
-                        code = ErrorCode.EXECUTION_TIMEOUT if online else ErrorCode.EXECUTION_INTERRUPTED
-                elif r.stop_time is not None and now - r.stop_time > grace:
-                    status = S.TERMINATED if r.start_time is not None else S.CANCELLED
-                if code is None and status is None:
-                    continue
-                status = status or ERROR_STATUS[code or ErrorCode.NONE]
-                await tx.results.update(
+            for r, status, code in endings:
+                changed = await tx.results.update(
                     r.result_id,
+                    expect=r.status,
                     status=status.value,
-                    error_code=(code or ErrorCode.NONE).value,
+                    error_code=code.value,
                     update_time=now,
                     finished_time=now if r.start_time is not None else None,
                 )
-                await InvocationService.refresh_status(tx, r.invoke_id)
-                ended += 1
+                if changed:
+                    await InvocationService.refresh_status(tx, r.invoke_id)
+                    ended += 1
         return ended

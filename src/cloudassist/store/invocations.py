@@ -91,17 +91,21 @@ class Invocations(Repository):
         row = (await self.conn.execute(select(invocations).where(invocations.c.invoke_id == invoke_id))).first()
         return None if row is None else _invocation(row)
 
-    async def get_many(self, account_id: int, region_id: str, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
+    async def by_ids(self, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
+        """Invocations by id alone (the primary key), for the agent face and the sweeper."""
         if not invoke_ids:
             return {}
-        rows = await self.conn.execute(
-            select(invocations).where(
-                invocations.c.invoke_id.in_(list(invoke_ids)),
-                invocations.c.account_id == account_id,
-                invocations.c.region_id == region_id,
-            )
-        )
+        rows = await self.conn.execute(select(invocations).where(invocations.c.invoke_id.in_(list(invoke_ids))))
         return {row.invoke_id: _invocation(row) for row in rows}
+
+    async def get_many(self, account_id: int, region_id: str, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
+        """The account's invocations in the region among `invoke_ids`.
+
+        Looked up by primary key alone, then checked here: with `account_id = ?` in the SQL, SQLite
+        without statistics walks the account's index instead of the key.
+        """
+        found = await self.by_ids(invoke_ids)
+        return {k: v for k, v in found.items() if v.account_id == account_id and v.region_id == region_id}
 
     def _where(self, f: InvocationFilter) -> list[ColumnElement[bool]]:
         c = invocations.c

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Row, func, select, update
 
 from cloudassist.clock import utc
 from cloudassist.domain.invocations import InvocationResult
-from cloudassist.domain.statuses import ErrorCode, InvocationStatus
+from cloudassist.domain.statuses import ErrorCode, InvocationStatus, legacy
 from cloudassist.domain.tags import Tag
 from cloudassist.store._base import Repository
 from cloudassist.store.tables import invocation_results, invocations
@@ -33,6 +33,8 @@ class ResultFilter:
     instance_id: str | None = None
     command_id: str | None = None
     statuses: frozenset[InvocationStatus] | None = None
+    #: A legacy InvokeRecordStatus value (Running, Finished, Failed, Stopped, Stopping).
+    record_status: str | None = None
     resource_group_id: str | None = None
     tags: Sequence[Tag] = ()
     before_seq: int | None = None
@@ -68,6 +70,7 @@ class Results(Repository):
                 "instance_id": item.instance_id,
                 "command_id": command_id,
                 "status": item.status.value,
+                "record_status": legacy(item.status).value,
                 "exit_code": None,
                 "output": b"",
                 "dropped": 0,
@@ -95,6 +98,8 @@ class Results(Repository):
                 where.append(column == value)
         if f.statuses is not None:
             where.append(R.status.in_(sorted(s.value for s in f.statuses)))
+        if f.record_status is not None:
+            where.append(R.record_status == f.record_status)
         if f.before_seq is not None:
             where.append(R.seq < f.before_seq)
         if f.resource_group_id:
@@ -150,20 +155,42 @@ class Results(Repository):
         row = (await self.conn.execute(stmt)).first()
         return None if row is None else _result(row)
 
-    async def in_statuses(
-        self, statuses: Sequence[InvocationStatus], limit: int = 1000
+    async def update(self, result_id: int, *, expect: InvocationStatus | None = None, **values: Any) -> bool:
+        """Change one execution record; with `expect`, only if it is still in that status.
+
+        A new `status` brings its legacy `record_status` along, so the two never disagree.
+        """
+        if "status" in values:
+            values["record_status"] = legacy(InvocationStatus(values["status"])).value
+        stmt = update(invocation_results).where(R.result_id == result_id)
+        if expect is not None:
+            stmt = stmt.where(R.status == expect.value)
+        return bool((await self.conn.execute(stmt.values(**values))).rowcount)
+
+    async def overdue(
+        self, *, pending_before: datetime, started_before: datetime, stopped_before: datetime, limit: int = 1000
     ) -> builtins.list[InvocationResult]:
-        """Executions in the given statuses across every account, oldest first (for the deadline sweeper)."""
+        """Executions that may have passed a deadline: Pending since, Running since, Stopping since."""
         stmt = (
             select(invocation_results)
-            .where(R.status.in_([s.value for s in statuses]))
+            .where(
+                ((R.status == "Pending") & (R.creation_time < pending_before))
+                | ((R.status == "Running") & (R.start_time < started_before))
+                | ((R.status == "Stopping") & (R.stop_time < stopped_before))
+            )
             .order_by(R.result_id)
             .limit(limit)
         )
         return [_result(row) for row in await self.conn.execute(stmt)]
 
-    async def update(self, result_id: int, **values: Any) -> None:
-        await self.conn.execute(update(invocation_results).where(R.result_id == result_id).values(**values))
+    async def waiting_instances(self, instance_id: str | None = None, limit: int = 10_000) -> set[str]:
+        """Instances with work not yet fetched, or stops not yet confirmed (worth a kick)."""
+        stmt = select(R.instance_id).where(
+            ((R.status == "Pending") & R.delivered_time.is_(None)) | (R.status == "Stopping")
+        )
+        if instance_id is not None:
+            stmt = stmt.where(R.instance_id == instance_id)
+        return {row[0] for row in await self.conn.execute(stmt.distinct().limit(limit))}
 
 
 def _result(row: Row[Any]) -> InvocationResult:

@@ -132,6 +132,8 @@ invocation_results = Table(
     Column("instance_id", String(64), nullable=False),
     Column("command_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
+    #: The legacy InvokeRecordStatus of `status`, kept beside it so its filter is one index range.
+    Column("record_status", String(16), nullable=False, server_default="Running"),
     Column("exit_code", BigInteger, nullable=True),
     Column("output", LargeBinary, nullable=False),
     Column("dropped", BigInteger, nullable=False),
@@ -153,6 +155,7 @@ invocation_results = Table(
     Index(None, "account_id", "region_id", "instance_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "record_status", "seq", "creation_time"),
 )
 
 tags = Table(

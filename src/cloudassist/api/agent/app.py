@@ -35,6 +35,6 @@ async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> Non
         await asyncio.sleep(every)
         try:
             await delivery.sweep()
-            hub.kick(await delivery.pending_instances())
+            hub.kick(await delivery.waiting())
         except Exception:
             log.exception("delivery sweep failed; will retry")

@@ -147,7 +147,7 @@ class AgentEndpoints:
 
     async def heartbeat(self, request: Request, instance: ManagedInstance) -> Response:
         await self.instances.heartbeat(instance.instance_id, self.ctx.clock.now(), agent_version(request))
-        waiting = instance.instance_id in await self.delivery.pending_instances()
+        waiting = bool(await self.delivery.waiting(instance.instance_id))
         if waiting:
             self.hub.kick([instance.instance_id])  # the heart-beat doubles as a redelivery trigger
         return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=waiting)
@@ -182,7 +182,7 @@ class AgentEndpoints:
         await ws.accept()
         self.hub.add(instance.instance_id, ws)
         try:
-            if instance.instance_id in await self.delivery.pending_instances():
+            if await self.delivery.waiting(instance.instance_id):
                 self.hub.kick([instance.instance_id])
             while True:
                 await ws.receive_text()

@@ -19,7 +19,7 @@ from cloudassist.domain.invocations import (
     parse_termination_mode,
 )
 from cloudassist.domain.paging import encode_token
-from cloudassist.domain.statuses import LegacyStatus, TaskStatus, legacy, legacy_filter
+from cloudassist.domain.statuses import InvocationStatus, LegacyStatus, TaskStatus, legacy
 from cloudassist.domain.tags import check_tags
 from cloudassist.errors import ApiError
 from cloudassist.services.invocations import Idempotency, InvocationService, RunOptions, Targets
@@ -117,12 +117,15 @@ async def invoke_command(call: Call) -> dict[str, Any]:
     return {"InvokeId": started.invoke_id}
 
 
-def _record_filter(value: str | None) -> frozenset[Any] | None:
+def _record_filter(value: str | None) -> tuple[frozenset[InvocationStatus] | None, str | None]:
+    """InvokeRecordStatus as a filter: Success selects that status; the legacy values their own column."""
     if value is None:
-        return None
-    if value not in {*LegacyStatus, "Success"}:
+        return None, None
+    if value == "Success":
+        return frozenset({InvocationStatus.SUCCESS}), None
+    if value not in set(LegacyStatus):
         raise ApiError.invalid("InvokeRecordStatus")
-    return legacy_filter(value)
+    return None, value
 
 
 @action(
@@ -142,6 +145,7 @@ async def describe_invocation_results(call: Call) -> dict[str, Any]:
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
     if call["IncludeHistory"] and not call["InvokeId"]:
         raise ApiError.missing("InvokeId")
+    statuses, record_status = _record_filter(call["InvokeRecordStatus"])
     f = ResultFilter(
         account_id=call.scope.account_id,
         region_id=call.scope.region_id,
@@ -150,7 +154,8 @@ async def describe_invocation_results(call: Call) -> dict[str, Any]:
         invoke_id=call["InvokeId"],
         instance_id=call["InstanceId"],
         command_id=call["CommandId"],
-        statuses=_record_filter(call["InvokeRecordStatus"]),
+        statuses=statuses,
+        record_status=record_status,
         resource_group_id=call["ResourceGroupId"],
         tags=tag_filter(call.params),
     )

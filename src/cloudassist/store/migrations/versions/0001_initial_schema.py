@@ -240,6 +240,7 @@ def upgrade() -> None:
         sa.Column("instance_id", sa.String(length=64), nullable=False),
         sa.Column("command_id", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("record_status", sa.String(length=16), server_default="Running", nullable=False),
         sa.Column("exit_code", sa.BigInteger(), nullable=True),
         sa.Column("output", sa.LargeBinary(), nullable=False),
         sa.Column("dropped", sa.BigInteger(), nullable=False),
@@ -273,6 +274,11 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
+            batch_op.f("ix_invocation_results_account_id_region_id_record_status_seq_creation_time"),
+            ["account_id", "region_id", "record_status", "seq", "creation_time"],
+            unique=False,
+        )
+        batch_op.create_index(
             batch_op.f("ix_invocation_results_account_id_region_id_seq_creation_time"),
             ["account_id", "region_id", "seq", "creation_time"],
             unique=False,
@@ -301,6 +307,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_invocation_results_invoke_id_seq_creation_time"))
         batch_op.drop_index(batch_op.f("ix_invocation_results_account_id_region_id_status_seq_creation_time"))
         batch_op.drop_index(batch_op.f("ix_invocation_results_account_id_region_id_seq_creation_time"))
+        batch_op.drop_index(batch_op.f("ix_invocation_results_account_id_region_id_record_status_seq_creation_time"))
         batch_op.drop_index(batch_op.f("ix_invocation_results_account_id_region_id_instance_id_seq_creation_time"))
         batch_op.drop_index(batch_op.f("ix_invocation_results_account_id_region_id_command_id_seq_creation_time"))
 
