@@ -18,8 +18,8 @@ from cloudassist.services.activations import (
     ActivationSpec,
 )
 from cloudassist.services.context import Context, Scope
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.services.instances import InstanceService
-from cloudassist.services.invocations import Idempotency
 from cloudassist.store.activations import ActivationFilter
 from cloudassist.store.tables import activations
 from cloudassist.testing import FixedClock, register_instance

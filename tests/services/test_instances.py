@@ -19,8 +19,9 @@ from cloudassist.errors import ApiError
 from cloudassist.services.activations import ActivationService, ActivationSpec, NewActivation
 from cloudassist.services.commands import CommandSpec
 from cloudassist.services.context import Context, Scope
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.services.instances import InstanceService, os_family
-from cloudassist.services.invocations import Idempotency, InvocationService, RunOptions, Targets
+from cloudassist.services.invocations import InvocationService, RunOptions, Targets
 from cloudassist.store.instances import InstanceFilter
 from cloudassist.testing import FixedClock, register_instance
 

@@ -8,7 +8,6 @@ the first code cannot be recovered; the caller that retried never received it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -24,7 +23,7 @@ from cloudassist.domain.paging import Page
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
-from cloudassist.services.invocations import Idempotency
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.activations import ActivationFilter
 from cloudassist.store.store import Tx
 
@@ -130,32 +129,16 @@ class ActivationService:
             await tx.activations.insert(activation)
             await tx.tags.add(scope.account_id, TAG_TYPE, activation.activation_id, tags)
             if idempotency is not None:
-                await tx.tokens.record(
-                    scope.account_id,
-                    idempotency.action,
-                    idempotency.token,
-                    json.dumps({"ActivationId": activation.activation_id}),
-                )
+                await idempotency.record(tx, scope.account_id, {"ActivationId": activation.activation_id})
         return NewActivation(activation, code)
 
     async def _replay(self, tx: Tx, scope: Scope, idem: Idempotency) -> Activation | None:
         """The activation an earlier request with this ClientToken created, or None to create one now."""
-        claimed = await tx.tokens.remember(
-            scope.account_id, idem.action, idem.token, idem.fingerprint, "", self.ctx.clock.now()
-        )
-        if claimed:
-            return None
-        earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
-        if earlier is None:
-            return None
-        if earlier[0] != idem.fingerprint:
-            raise ApiError.of("IdempotentParameterMismatch")
-        try:
-            activation_id = str(json.loads(earlier[1])["ActivationId"])
-        except (ValueError, KeyError, TypeError):
+        earlier = await idem.claim(tx, scope.account_id, self.ctx.clock.now())
+        if earlier is None or "ActivationId" not in earlier:
             return None
         # deleted since: the token's answer is gone, so this request creates a new code (and re-records)
-        return await tx.activations.get(activation_id, scope.account_id, scope.region_id, lock=True)
+        return await tx.activations.get(earlier["ActivationId"], scope.account_id, scope.region_id, lock=True)
 
     async def describe_activations(self, f: ActivationFilter, page: Page) -> ActivationPage:
         """A page of an account's activation codes in a region, newest first, with their tags."""

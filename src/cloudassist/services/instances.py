@@ -11,7 +11,6 @@ import base64
 import binascii
 import hmac
 import ipaddress
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +28,7 @@ from cloudassist.domain.tags import Tag, check_tags
 from cloudassist.errors import ApiError
 from cloudassist.services.activations import hash_code, token_offset
 from cloudassist.services.context import Context, Scope
-from cloudassist.services.invocations import Idempotency
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.instances import InstanceFilter
 from cloudassist.store.store import Tx
 
@@ -265,27 +264,17 @@ class InstanceService:
             await tx.activations.change_counts(instance.activation_id, deregistered=1)
             await tx.tags.remove_all(TAG_TYPE, instance_id)
             if idempotency is not None:
-                await tx.tokens.record(
-                    scope.account_id, idempotency.action, idempotency.token, json.dumps({"InstanceId": instance_id})
-                )
+                await idempotency.record(tx, scope.account_id, {"InstanceId": instance_id})
         return instance
 
     async def _replay(self, tx: Tx, scope: Scope, idem: Idempotency) -> ManagedInstance | None:
         """The instance an earlier DeregisterManagedInstance with this ClientToken deregistered, if any."""
-        if await tx.tokens.remember(
-            scope.account_id, idem.action, idem.token, idem.fingerprint, "", self.ctx.clock.now()
-        ):
+        earlier = await idem.claim(tx, scope.account_id, self.ctx.clock.now())
+        if earlier is None or "InstanceId" not in earlier:
             return None
-        earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
-        if earlier is None:
-            return None
-        if earlier[0] != idem.fingerprint:
-            raise ApiError.of("IdempotentParameterMismatch")
-        try:
-            instance_id = str(json.loads(earlier[1])["InstanceId"])
-        except (ValueError, KeyError, TypeError):
-            return None
-        return await tx.instances.get_in(scope.account_id, scope.region_id, instance_id, include_deregistered=True)
+        return await tx.instances.get_in(
+            scope.account_id, scope.region_id, earlier["InstanceId"], include_deregistered=True
+        )
 
     async def describe_cloud_assistant_status(
         self, scope: Scope, instance_ids: Sequence[str], os_type: str | None, page: Page

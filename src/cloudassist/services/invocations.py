@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +17,7 @@ from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.commands import CommandService, CommandSpec
 from cloudassist.services.context import Context, Scope
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.instances import InstanceFilter
 from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.results import NewResult, ResultFilter
@@ -55,24 +54,6 @@ class Started:
     command_id: str
     #: The instances that have new work (empty for a DryRun or a repeated ClientToken).
     instance_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A ClientToken and the fingerprint of the request that carried it."""
-
-    action: str
-    token: str
-    fingerprint: str
-
-    @staticmethod
-    def of(action: str, token: str | None, params: dict[str, Any]) -> Idempotency | None:
-        if not token:
-            return None
-        if len(token) > 64 or not token.isascii():
-            raise ApiError.of("InvalidClientToken.Malformed")
-        canonical = json.dumps({k: v for k, v in params.items() if k != "ClientToken"}, sort_keys=True, default=str)
-        return Idempotency(action, token, hashlib.sha256(canonical.encode()).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -149,23 +130,13 @@ class InvocationService:
     async def _idempotent(self, scope: Scope, idem: Idempotency | None, create: Callable[[Tx], Any]) -> Started:
         """Run `create` once per ClientToken: a retry with the same parameters gets the first answer."""
         async with self.ctx.store.write() as tx:
-            if idem is not None:
-                now = self.ctx.clock.now()
-                claimed = await tx.tokens.remember(scope.account_id, idem.action, idem.token, idem.fingerprint, "", now)
-                if not claimed:
-                    earlier = await tx.tokens.find(scope.account_id, idem.action, idem.token)
-                    assert earlier is not None
-                    if earlier[0] != idem.fingerprint:
-                        raise ApiError.of("IdempotentParameterMismatch")
-                    answer = json.loads(earlier[1])
-                    return Started(answer["InvokeId"], answer["CommandId"])
+            earlier = None if idem is None else await idem.claim(tx, scope.account_id, self.ctx.clock.now())
+            if earlier is not None:
+                return Started(earlier["InvokeId"], earlier["CommandId"])
             started: Started = await create(tx)
             if idem is not None:
-                await tx.tokens.record(
-                    scope.account_id,
-                    idem.action,
-                    idem.token,
-                    json.dumps({"InvokeId": started.invoke_id, "CommandId": started.command_id}),
+                await idem.record(
+                    tx, scope.account_id, {"InvokeId": started.invoke_id, "CommandId": started.command_id}
                 )
         self.ctx.notify.kick(started.instance_ids)
         return started

@@ -12,7 +12,7 @@ from cloudassist.domain.activations import Activation
 from cloudassist.domain.paging import encode_token
 from cloudassist.domain.tags import check_tags
 from cloudassist.services.activations import ActivationService, ActivationSpec
-from cloudassist.services.invocations import Idempotency
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.activations import ActivationFilter
 
 

@@ -12,8 +12,8 @@ from cloudassist.clock import iso
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.paging import encode_token
 from cloudassist.errors import ApiError
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.services.instances import InstanceService, os_family, parse_os_type
-from cloudassist.services.invocations import Idempotency
 from cloudassist.store.instances import InstanceFilter
 
 #: InstanceId.N of DescribeManagedInstances: N is 1 to 50 (reference A.25).

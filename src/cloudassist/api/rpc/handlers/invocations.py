@@ -22,7 +22,8 @@ from cloudassist.domain.paging import encode_token
 from cloudassist.domain.statuses import InvocationStatus, LegacyStatus, TaskStatus, legacy
 from cloudassist.domain.tags import check_tags
 from cloudassist.errors import ApiError
-from cloudassist.services.invocations import Idempotency, InvocationService, RunOptions, Targets
+from cloudassist.services.idempotency import Idempotency
+from cloudassist.services.invocations import InvocationService, RunOptions, Targets
 from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.results import ResultFilter
 
