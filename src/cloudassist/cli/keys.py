@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import click
 
+from cloudassist.cli import options
 from cloudassist.clock import SystemClock, iso
 from cloudassist.services.access import DEFAULT_ACCOUNT, AccessService
 from cloudassist.services.context import Context
@@ -17,14 +18,7 @@ from cloudassist.store.store import Store
 
 T = TypeVar("T")
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="CLOUDASSIST_DATA_DIR",
-    show_envvar=True,
-    help="The server's data directory [default: ./.cloudassist].",
-)
-db_option = click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True, help="The server's database URL.")
+data_dir_option, db_option = options.data_dir, options.db
 
 
 def _run(settings: Settings, work: Callable[[AccessService], Awaitable[T]]) -> T:

@@ -11,6 +11,7 @@ from typing import ClassVar
 import click
 
 from cloudassist import __version__
+from cloudassist.cli import options
 from cloudassist.settings import load
 
 
@@ -42,26 +43,10 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="CLOUDASSIST_DATA_DIR",
-    show_envvar=True,
-    help="Holds the SQLite database and generated keys [default: ./.cloudassist].",
-)
-@click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="HOST:PORT [default: 127.0.0.1:8080].")
-@click.option(
-    "--db",
-    envvar="CLOUDASSIST_DB",
-    show_envvar=True,
-    help="postgresql://… to use PostgreSQL; SQLite in the data directory by default.",
-)
-@click.option(
-    "--agent-listen",
-    envvar="CLOUDASSIST_AGENT_LISTEN",
-    show_envvar=True,
-    help="HOST:PORT of the agent protocol over HTTPS [default: 127.0.0.1:8443]; '' turns it off.",
-)
+@options.data_dir
+@options.listen
+@options.db
+@options.agent_listen
 @click.option(
     "--agent-cert",
     envvar="CLOUDASSIST_AGENT_CERT",

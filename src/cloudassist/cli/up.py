@@ -20,6 +20,7 @@ from typing import IO
 
 import click
 
+from cloudassist.cli import options
 from cloudassist.settings import Settings, load
 
 REGION = "cn-hangzhou"
@@ -77,21 +78,10 @@ def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="CLOUDASSIST_DATA_DIR",
-    show_envvar=True,
-    help="Holds the database, keys, certificates and the local agent's state [default: ./.cloudassist].",
-)
-@click.option("--listen", envvar="CLOUDASSIST_LISTEN", show_envvar=True, help="API HOST:PORT [127.0.0.1:8080].")
-@click.option(
-    "--agent-listen",
-    envvar="CLOUDASSIST_AGENT_LISTEN",
-    show_envvar=True,
-    help="Agent protocol HOST:PORT [127.0.0.1:8443].",
-)
-@click.option("--db", envvar="CLOUDASSIST_DB", show_envvar=True, help="postgresql://… instead of SQLite.")
+@options.data_dir
+@options.listen
+@options.agent_listen
+@options.db
 @click.option("--region", default=REGION, show_default=True, help="Region of the local managed instance.")
 def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str) -> None:
     """Run the server and a local agent; print the endpoint, the access key and an SDK snippet."""
