@@ -11,15 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
 from cloudassist.clock import iso
 
+T = TypeVar("T")
 TEST_PG = os.environ.get("CLOUDASSIST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -69,6 +70,18 @@ def sign_v1(
 def signed_query(params: Mapping[str, str], access_key_id: str, secret: str, **kw: object) -> str:
     """A signed v1 query string for `params`."""
     return urlencode(sign_v1(params, access_key_id, secret, **kw), quote_via=quote)  # type: ignore[arg-type]
+
+
+def wait_for(probe: Callable[[], T | None], seconds: float = 30.0, what: str = "condition", every: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy, for at most `seconds`; that value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(every)
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
 from acceptance.sdk import ISO, REGION, Server
-from cloudassist.testing import TEST_PG, LiveServer
+from cloudassist.testing import TEST_PG, LiveServer, wait_for
 
 T = TypeVar("T")
 Result: TypeAlias = ecs.DescribeInvocationResultsResponseBodyInvocationInvocationResultsInvocationResult
@@ -42,18 +42,6 @@ Result: TypeAlias = ecs.DescribeInvocationResultsResponseBodyInvocationInvocatio
 AGENT = [sys.executable, "-m", "cloudassist", "agent"]
 #: Per-instance statuses after which nothing changes any more (reference §5.3).
 TERMINAL = frozenset({"Success", "Failed", "Invalid", "Aborted", "Error", "Timeout", "Cancelled", "Terminated"})
-
-
-def wait_for(probe: Callable[[], T | None], seconds: float, what: str, every: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy, for at most `seconds`; that value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
-        time.sleep(every)
 
 
 def clean_env() -> dict[str, str]:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,22 +23,10 @@ import httpx
 import pytest
 
 from cloudassist.agent import proctree
-from cloudassist.testing import LiveServer, signed_query
+from cloudassist.testing import LiveServer, signed_query, wait_for
 
 REGION = "cn-hangzhou"
 AGENT = [sys.executable, "-c", "from cloudassist.agent.cli import agent; agent()"]
-
-
-def wait_for(probe: Callable[[], Any], seconds: float = 30.0, what: str = "condition") -> Any:
-    """Poll `probe` until it returns something truthy; that value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def serving(live: LiveServer) -> LiveServer:

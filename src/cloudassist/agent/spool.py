@@ -23,16 +23,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloudassist.agent.client import ServerError
-from cloudassist.agent.identity import fsync_dir
+from cloudassist.agent.identity import fsync_dir, write_atomic
 
 log = logging.getLogger("cloudassist.agent.spool")
 MAX_FILES = 10_000
@@ -95,18 +93,7 @@ class Spool:
         self._next += 1
         header = json.dumps({"kind": kind, "query": dict(query), "final": final}, sort_keys=True).encode()
         path = self._path(seq, final)
-        tmp = self.directory / f".{seq:012d}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(header + b"\n" + body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.directory)
+        write_atomic(path, header + b"\n" + body, mode=0o600)  # its temp file matches ".*.tmp"
         self._index[seq] = final
         return seq
 
