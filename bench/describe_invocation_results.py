@@ -5,8 +5,8 @@ For each engine (SQLite, PostgreSQL) this script
 
 1. starts a real `cloudassist server` (so migrations run and the `testak` key exists), then seeds
    the database directly with SQLAlchemy Core: commands, invocations and their execution records,
-   shaped like `InvocationService._start` writes them (one sequence number per task, then one per
-   record; the account's `result_seq` ends at the highest one);
+   shaped like `InvocationService._start` writes them (each task takes the account's next task
+   number, each record the next record number; `result_seq` and `task_seq` end at the highest ones);
 2. measures the machine's floor: an unsigned HTTP request (error envelope, no database), a signed
    request for an unknown action (authentication only), and `SELECT 1` on the database;
 3. for each query mix measures, in this order, the latency through HTTP (signed v1, one keep-alive
@@ -50,6 +50,7 @@ from cloudassist.domain.paging import Page
 from cloudassist.domain.statuses import (
     ErrorCode,
     InvocationStatus,
+    legacy,
     legacy_filter,
     legacy_roll_up,
     roll_up,
@@ -175,14 +176,14 @@ class Dataset:
             command = rng.choices(range(COMMAND_POOL), weights)[0]
             self.tasks.append(Task(invoke_id, command, seq + 1, start + span * k / n_tasks, records,
                                    RUNNING_TIMEOUT if running else 60))
-            seq += 1 + size  # the task's own number, then one per record
+            seq += size  # one record number per record; tasks have their own sequence
         self.last_seq = seq
         self.min_seq = self.last_seq - self.retention_count
         # (seq, invoke_id, instance_id, command_id, status) of every record the API may return, newest first
         self.visible: list[tuple[int, str, str, str, InvocationStatus]] = []
         for task in reversed(self.tasks):
             for i in reversed(range(len(task.records))):
-                rec_seq = task.seq + 1 + i
+                rec_seq = task.seq + i
                 if rec_seq > self.min_seq:
                     inst, status = task.records[i][0], task.records[i][1]
                     self.visible.append((rec_seq, task.invoke_id, self.instance_ids[inst],
@@ -208,7 +209,7 @@ class Dataset:
         } for i, cid in enumerate(self.command_ids)]
         for first in range(0, len(self.tasks), chunk_tasks):
             inv_rows, res_rows = [], []
-            for task in self.tasks[first:first + chunk_tasks]:
+            for task_seq, task in enumerate(self.tasks[first:first + chunk_tasks], start=first + 1):
                 statuses = [r[1] for r in task.records]
                 rolled = roll_up(statuses)
                 cid = self.command_ids[task.command]
@@ -220,7 +221,7 @@ class Dataset:
                     "repeat_mode": "Once", "frequency": "", "timeout": task.timeout, "working_dir": "/root",
                     "username": "root", "windows_password_name": "", "termination_mode": "Process",
                     "launcher": "", "container_id": "", "container_name": "", "resource_group_id": "",
-                    "creation_time": task.created, "stop_time": None, "seq": task.seq, "status": rolled.value,
+                    "creation_time": task.created, "stop_time": None, "seq": task_seq, "status": rolled.value,
                     "invoke_status": legacy_roll_up(rolled, statuses).value, "client_token": None,
                 })
                 for i, (inst, status, exit_code, error, out, secs) in enumerate(task.records):
@@ -229,9 +230,10 @@ class Dataset:
                     output, dropped = self.big_outputs[inst % len(self.big_outputs)] if out < 0 \
                         else (self.small_outputs[out], 0)
                     res_rows.append({
-                        "account_id": account_id, "region_id": REGION, "seq": task.seq + 1 + i,
+                        "account_id": account_id, "region_id": REGION, "seq": task.seq + i,
                         "invoke_id": task.invoke_id, "instance_id": self.instance_ids[inst], "command_id": cid,
-                        "status": status.value, "exit_code": exit_code, "output": output, "dropped": dropped,
+                        "status": status.value, "record_status": legacy(status).value,
+                        "exit_code": exit_code, "output": output, "dropped": dropped,
                         "error_code": error.value, "start_time": started, "finished_time": finished,
                         "stop_time": None, "update_time": finished or started, "creation_time": task.created,
                         "repeats": 1,
@@ -285,7 +287,7 @@ class Mix:
 def build_mixes(ds: Dataset) -> list[Mix]:
     always: Callable[[Rec], bool] = lambda r: True  # noqa: E731
     everything = ds.listing("all", always)
-    full_tasks = [t for t in ds.tasks if t.seq + 1 > ds.min_seq]
+    full_tasks = [t for t in ds.tasks if t.seq > ds.min_seq]
     picked_tasks = [full_tasks[int(i * (len(full_tasks) - 1) / 49)] for i in range(50)] if full_tasks else []
     instances = [ds.instance_ids[i] for i in range(0, INSTANCE_POOL, INSTANCE_POOL // 50)]
     finished = frozenset(legacy_filter("Finished"))
@@ -303,7 +305,7 @@ def build_mixes(ds: Dataset) -> list[Mix]:
         Mix("b", "(b) InvokeId", [by("invoke_id", t.invoke_id, 1) for t in picked_tasks]),
         Mix("c", "(c) InstanceId", [by("instance_id", i, 2) for i in instances]),
         Mix("d", "(d) InvokeRecordStatus=Finished",
-            [Variant({"InvokeRecordStatus": "Finished"}, {"statuses": finished},
+            [Variant({"InvokeRecordStatus": "Finished"}, {"record_status": "Finished"},
                      ds.listing("finished", lambda r: r[4] in finished))]),
         Mix("e", "(e) PageNumber=2000, PageSize=50", [Variant({}, {}, everything)], page_number=2000, page_size=50),
         Mix("e2", f"(e2) last page ({last_page}), size 50", [Variant({}, {}, everything)],
@@ -312,10 +314,10 @@ def build_mixes(ds: Dataset) -> list[Mix]:
         Mix("g", "(g) CommandId", [by("command_id", c, 3) for c in ds.command_ids]),
         # every legacy InvokeRecordStatus except Success selects several statuses: `status IN (…)`
         Mix("h", "(h) InvokeRecordStatus=Failed (rare)",
-            [Variant({"InvokeRecordStatus": "Failed"}, {"statuses": failed},
+            [Variant({"InvokeRecordStatus": "Failed"}, {"record_status": "Failed"},
                      ds.listing("failed", lambda r: r[4] in failed))]),
         Mix("i", "(i) InvokeRecordStatus=Stopped (none)",
-            [Variant({"InvokeRecordStatus": "Stopped"}, {"statuses": stopped},
+            [Variant({"InvokeRecordStatus": "Stopped"}, {"record_status": "Stopped"},
                      ds.listing("stopped", lambda r: r[4] in stopped))]),
     ]
 
@@ -552,7 +554,7 @@ async def alternatives(store: Store, engine: str, capture: Capture, ds: Dataset,
         return run
 
     def by_status(mix: Mix) -> Callable[[Tx, Mix, Variant], Any]:
-        statuses = [s.value for s in mix.variants[0].filter["statuses"]]
+        statuses = [s.value for s in legacy_filter(mix.variants[0].filter["record_status"])]
         return rewritten(union_page(statuses, mix.offset, mix.page_size + 1))
 
     async def lookups_one_by_one(tx: Tx, mix: Mix, v: Variant) -> Keys:
@@ -770,7 +772,7 @@ async def seed(store: Store, ds: Dataset, engine: str) -> tuple[int, float]:
             if written % 20_000 < len(res_rows):
                 log(f"  {engine}: {written:,} / {ds.n_records:,} records")
         await conn.execute(update(accounts).where(accounts.c.account_id == account_id)
-                           .values(result_seq=ds.last_seq))
+                           .values(result_seq=ds.last_seq, task_seq=len(ds.tasks)))
     seconds = time.perf_counter() - t0
     async with store.read() as tx:
         count = await tx.conn.scalar(select(func.count()).select_from(invocation_results))
