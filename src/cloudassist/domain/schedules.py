@@ -138,3 +138,22 @@ def check_frequency(expression: str, timeout: int, now: datetime) -> None:
         check_cron(text)
     except ValueError:
         raise ApiError.of("InvalidParam.Frequency") from None
+
+
+def agent_schedule(repeat_mode: str, frequency: str) -> tuple[str, str]:
+    """(`repeat`, `cron`) of a task list entry, as the official agent reads them (agent-protocol §1.5, §4.4).
+
+    A rate goes as `Rate`; a one-shot `at(…)` as `At` with its time in UTC and no zone
+    (`at(2030-01-01T00:00:00)`); a cron expression as `Period`; other modes as themselves.
+    """
+    text = frequency.strip()
+    if repeat_mode != "Period":
+        return repeat_mode, ""
+    if rate_seconds(text) is not None:
+        return "Rate", text
+    at = _AT.match(text)
+    if at:
+        zone = parse_zone(at.group(2)) if at.group(2) else UTC
+        when = datetime.strptime(at.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone).astimezone(UTC)
+        return "At", f"at({when.strftime('%Y-%m-%dT%H:%M:%S')})"
+    return "Period", text

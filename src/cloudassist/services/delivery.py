@@ -7,11 +7,11 @@ for an execution that has already ended is acknowledged and ignored, so retries 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from cloudassist.domain.invocations import Invocation, InvocationResult
+from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatMode
 from cloudassist.domain.output import append
 from cloudassist.domain.statuses import ERROR_STATUS, ErrorCode, InvocationStatus, can_transition
 from cloudassist.services.context import Context
@@ -67,6 +67,15 @@ class Report:
     result: str = ""
 
 
+def _listed(mode: RepeatMode, status: InvocationStatus, startup: bool, cold_start: bool) -> bool:
+    """Whether a result in `status` of a task in `mode` belongs in this fetch's `run` list."""
+    if mode in (RepeatMode.NEXT_REBOOT_ONLY, RepeatMode.EVERY_REBOOT):
+        return startup and cold_start and status is S.SCHEDULED
+    if mode is RepeatMode.PERIOD:
+        return status is S.PENDING or startup
+    return status in (S.PENDING, S.RUNNING)
+
+
 def from_millis(value: str | None) -> datetime | None:
     """An agent's millisecond timestamp; 0, empty or nonsense is "no time"."""
     try:
@@ -82,23 +91,36 @@ class DeliveryService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    async def fetch(self, instance_id: str, task_id: str | None = None) -> TaskList:
-        """The tasks an instance's agent should run and stop now; marks the runs as delivered."""
+    async def fetch(
+        self, instance_id: str, task_id: str | None = None, *, startup: bool = False, cold_start: bool = False
+    ) -> TaskList:
+        """The tasks an instance's agent should run or schedule, and stop, now.
+
+        One-time tasks are listed until they start (and while running, so a restarted agent can say
+        it ran them already). A scheduled task is listed once, then becomes Scheduled: the agent runs
+        the schedule itself, and re-learns it from every start-up fetch. Reboot tasks are listed only
+        on the start-up fetch of a cold start (the machine booted).
+        """
         now = self.ctx.clock.now()
         async with self.ctx.store.write() as tx:
-            pending = await tx.results.for_instance(instance_id, [S.PENDING, S.RUNNING])
+            open_ = await tx.results.for_instance(instance_id, [S.PENDING, S.RUNNING, S.SCHEDULED])
             stopping = await tx.results.for_instance(instance_id, [S.STOPPING])
-            if task_id:
-                pending = [r for r in pending if r.invoke_id == task_id] or pending
-            invocations = await tx.invocations.by_ids(list({r.invoke_id for r in [*pending, *stopping]}))
+            invocations = await tx.invocations.by_ids(list({r.invoke_id for r in [*open_, *stopping]}))
             run = []
-            for result in pending:
-                if result.status is S.PENDING:
-                    await tx.results.update(result.result_id, delivered_time=now, update_time=now)
-                # a Running one is sent again: an agent that restarted answers "already ran" (-9)
-                # or resumes its spool; our agent and the official one both refuse to run it twice
-                if result.invoke_id in invocations:
-                    run.append(Order(result, invocations[result.invoke_id]))
+            for result in open_:
+                inv = invocations.get(result.invoke_id)
+                if inv is None or not _listed(inv.repeat_mode, result.status, startup, cold_start):
+                    continue
+                if task_id and result.invoke_id != task_id and result.status is not S.PENDING:
+                    continue
+                if result.delivered_time is None or inv.repeat_mode.timed:
+                    changes: dict[str, Any] = {"delivered_time": now, "update_time": now}
+                    if inv.repeat_mode is RepeatMode.PERIOD and result.status is S.PENDING:
+                        changes["status"] = S.SCHEDULED.value  # the agent keeps the schedule from now on
+                    await tx.results.update(result.result_id, expect=result.status, **changes)
+                    if "status" in changes:
+                        await InvocationService.refresh_status(tx, result.invoke_id)
+                run.append(Order(result, inv))
             stop = [Order(r, invocations[r.invoke_id]) for r in stopping if r.invoke_id in invocations]
         return TaskList(run, stop)
 
@@ -112,6 +134,12 @@ class DeliveryService:
                 return False
             if result.status.terminal:
                 return True
+            inv = await tx.invocations.by_id(report.task_id)
+            recurring = inv is not None and inv.repeat_mode in (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT)
+            new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
+            if new_run:
+                # a new run of the schedule: its output and times replace the previous run's
+                result = replace(result, output=b"", dropped=0, received=0, start_time=None, finished_time=None)
             chunk = report.output
             if report.offset is not None:
                 skip = result.received - report.offset
@@ -123,14 +151,28 @@ class DeliveryService:
                 "received": result.received + len(chunk),
                 "update_time": now,
             }
+            if new_run:
+                changes.update(start_time=None, finished_time=None)
             status = self._next_status(result, report)
-            if status is not None and status is not result.status and can_transition(result.status, status):
+            ended_run = status is not None and status.terminal and report.kind in ("finish", "timeout", "error")
+            if recurring and ended_run and report.result != "completed":
+                # one run of a schedule ended; the schedule goes on
+                changes.update(self._times(result, report, S.SCHEDULED, now))
+                changes.update(
+                    status=S.SCHEDULED.value,
+                    error_code=self._error_code(report, status or S.SUCCESS).value,
+                    exit_code=report.exit_code,
+                    repeats=result.repeats + 1,
+                    finished_time=report.end or now,
+                )
+            elif status is not None and status is not result.status and can_transition(result.status, status):
                 changes["status"] = status.value
                 changes.update(self._times(result, report, status, now))
                 if status.terminal:
                     changes["error_code"] = self._error_code(report, status).value
                     changes["exit_code"] = report.exit_code if report.exit_code is not None else result.exit_code
-                    changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
+                    if report.kind != "stopped" or not recurring:
+                        changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
             await tx.results.update(result.result_id, expect=result.status, **changes)
             if "status" in changes:
                 await InvocationService.refresh_status(tx, result.invoke_id)
@@ -141,7 +183,7 @@ class DeliveryService:
     @staticmethod
     def _next_status(result: InvocationResult, report: Report) -> InvocationStatus | None:
         if report.kind == "running":
-            return S.RUNNING if result.status is S.PENDING else None
+            return S.RUNNING if result.status in (S.PENDING, S.SCHEDULED) else None
         if report.kind == "finish":
             return S.SUCCESS if report.exit_code == 0 else S.FAILED
         if report.kind == "timeout":
@@ -149,8 +191,8 @@ class DeliveryService:
         if report.kind == "invalid":
             return S.INVALID
         if report.kind == "stopped":
-            if report.result == "completed":
-                return S.SUCCESS
+            if report.result == "completed":  # a schedule that has no next run: its last run decides
+                return S.FAILED if result.exit_code not in (None, 0) else S.SUCCESS
             started = result.start_time is not None or report.start is not None
             return S.TERMINATED if started else S.CANCELLED
         return S.ERROR  # error

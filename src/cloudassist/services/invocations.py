@@ -185,7 +185,13 @@ class InvocationService:
             check_frequency(invocation.frequency, invocation.timeout, now)
         if options.repeat_mode is RepeatMode.DRY_RUN:
             return Started(invocation.invoke_id, command.command_id)  # checked everything; nothing runs
-        pending = [NewResult(i, InvocationStatus.PENDING) for i in instance_ids]
+        # reboot tasks wait for the instance's next start; everything else waits for its agent
+        first = (
+            InvocationStatus.SCHEDULED
+            if options.repeat_mode in (RepeatMode.NEXT_REBOOT_ONLY, RepeatMode.EVERY_REBOOT)
+            else InvocationStatus.PENDING
+        )
+        pending = [NewResult(i, first) for i in instance_ids]
         # the task takes the account's next task number; each execution record the next record number
         first_result = await tx.accounts.allocate_seq(scope.account_id, len(pending)) - len(pending) + 1
         statuses = [r.status for r in pending]

@@ -154,7 +154,13 @@ class AgentEndpoints:
 
     async def task_list(self, request: Request, instance: ManagedInstance) -> Response:
         await body_of(request)
-        tasks = await self.delivery.fetch(instance.instance_id, request.query_params.get("taskId") or None)
+        query = request.query_params
+        tasks = await self.delivery.fetch(
+            instance.instance_id,
+            query.get("taskId") or None,
+            startup=query.get("reason") == "startup",
+            cold_start=query.get("cold_start", "").lower() == "true",
+        )
         async with self.ctx.store.read() as tx:
             account = (await tx.accounts.names()).get(instance.account_id, "")
         return ok(

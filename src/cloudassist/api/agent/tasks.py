@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from cloudassist.domain.instances import ManagedInstance
+from cloudassist.domain.schedules import agent_schedule
 from cloudassist.services.delivery import Kind, Order, Report, from_millis
 
 #: How the agent should stream output: every second, up to the seed's 24 KB in all.
@@ -21,6 +22,15 @@ def _millis(value: Any) -> int:
 def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") -> dict[str, Any]:
     """One `{"task", "output", "repeat"}` entry of a task list (agent-protocol §1.5)."""
     inv, result = order.invocation, order.result
+    repeat, cron = agent_schedule(inv.repeat_mode.value, inv.frequency)
+    built_in = {
+        "RegionId": instance.region_id,
+        "AccountId": account_name,
+        "InstanceId": instance.instance_id,
+        "InstanceName": instance.instance_name,
+        "InvokeId": inv.invoke_id,
+        "CommandId": inv.command_id,
+    }
     return {
         "task": {
             "instanceId": instance.instance_id,
@@ -34,7 +44,7 @@ def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") 
             "commandContent": base64.b64encode(inv.content).decode(),
             "workingDirectory": inv.working_dir,
             "args": "",
-            "cron": inv.frequency,
+            "cron": cron,
             "username": inv.username,
             "windowsPasswordName": inv.windows_password_name,
             "creationTime": _millis(inv.creation_time),
@@ -42,17 +52,11 @@ def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") 
             "containerName": inv.container_name,
             "terminationMode": inv.termination_mode.value,
             "launcher": inv.launcher,
-            "builtInParameter": {
-                "ACS::RegionId": instance.region_id,
-                "ACS::AccountId": account_name,
-                "ACS::InstanceId": instance.instance_id,
-                "ACS::InstanceName": instance.instance_name,
-                "ACS::InvokeId": inv.invoke_id,
-                "ACS::CommandId": inv.command_id,
-            },
+            # the official agent looks names up bare ("InstanceId"); ours with the prefix
+            "builtInParameter": {**built_in, **{f"ACS::{k}": v for k, v in built_in.items()}},
         },
         "output": dict(OUTPUT),
-        "repeat": inv.repeat_mode.value,
+        "repeat": repeat,
     }
 
 
