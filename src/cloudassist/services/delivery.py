@@ -154,6 +154,9 @@ class DeliveryService:
             if new_run:
                 changes.update(start_time=None, finished_time=None)
             status = self._next_status(result, report)
+            if status is S.RUNNING or (new_run and status is not None):
+                start = report.start or now
+                changes["run_deadline"] = start + timedelta(seconds=inv.timeout if inv else 0)
             ended_run = status is not None and status.terminal and report.kind in ("finish", "timeout", "error")
             if recurring and ended_run and report.result != "completed":
                 # one run of a schedule ended; the schedule goes on
@@ -259,9 +262,8 @@ class DeliveryService:
                     code = ErrorCode.CLIENT_NOT_RESPONSE if online else ErrorCode.CLIENT_NOT_RUNNING
                 elif not online or now - r.creation_time > delivery + timeout + grace:
                     code = ErrorCode.DELIVERY_TIMEOUT
-            elif r.status is S.RUNNING:
-                if r.start_time is not None and now - r.start_time > timeout + grace:
-                    code = ErrorCode.EXECUTION_TIMEOUT if online else ErrorCode.EXECUTION_INTERRUPTED
+            elif r.status is S.RUNNING:  # overdue() found its run deadline (start + Timeout) past the grace
+                code = ErrorCode.EXECUTION_TIMEOUT if online else ErrorCode.EXECUTION_INTERRUPTED
             else:
                 status = S.TERMINATED if r.start_time is not None else S.CANCELLED
             if code is not None or status is not None:

@@ -170,12 +170,13 @@ class Results(Repository):
     async def overdue(
         self, *, pending_before: datetime, started_before: datetime, stopped_before: datetime, limit: int = 1000
     ) -> builtins.list[InvocationResult]:
-        """Executions that may have passed a deadline: Pending since, Running since, Stopping since."""
+        """Executions that may have passed a deadline: Pending since `pending_before`, Running with a run
+        deadline before `started_before`, Stopping since `stopped_before`."""
         stmt = (
             select(invocation_results)
             .where(
                 ((R.status == "Pending") & (R.creation_time < pending_before))
-                | ((R.status == "Running") & (R.start_time < started_before))
+                | ((R.status == "Running") & (R.run_deadline < started_before))
                 | ((R.status == "Stopping") & (R.stop_time < stopped_before))
             )
             .order_by(R.result_id)

@@ -149,7 +149,10 @@ invocation_results = Table(
     Column("delivered_time", Time, nullable=True),
     #: Output bytes the agent has reported so far (kept or dropped): de-duplicates resent chunks.
     Column("received", BigInteger, nullable=False, server_default="0"),
+    #: When the current run must have ended (its start plus the task's Timeout): the sweeper's index.
+    Column("run_deadline", Time, nullable=True),
     Index(None, "status", "instance_id"),
+    Index(None, "status", "run_deadline"),
     Index(None, "account_id", "region_id", "seq", "creation_time"),
     Index(None, "invoke_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "instance_id", "seq", "creation_time"),
