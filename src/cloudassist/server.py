@@ -10,11 +10,10 @@ import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from cloudassist import tls
 from cloudassist.api.agent.app import create_agent_app, keep_delivering
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
@@ -23,6 +22,9 @@ from cloudassist.services.access import AccessService, NewKey
 from cloudassist.services.context import Context
 from cloudassist.settings import Settings
 from cloudassist.store.store import Store
+
+if TYPE_CHECKING:
+    from cloudassist import tls
 
 log = logging.getLogger("cloudassist.server")
 KEY_FILE = "access-key.txt"
@@ -162,6 +164,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
 def agent_certificate(settings: Settings) -> tls.ServerCertificate:
     """The operator's certificate if given, else the one generated in the data directory."""
+    from cloudassist import tls  # x509 is needed only here, once
     if settings.agent_cert:
         return tls.ServerCertificate(Path(settings.agent_cert), Path(settings.agent_key), None)
     host, _ = split_listen(settings.agent_listen)

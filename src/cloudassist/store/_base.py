@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -21,7 +20,12 @@ class Repository:
 
     async def insert_or_skip(self, table: Table, values: dict[str, Any]) -> bool:
         """Insert `values` unless the primary key exists; True when the row was inserted."""
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = dialect_insert(table).values(**values).on_conflict_do_nothing()
-        result = await self.conn.execute(stmt)
+        if self.dialect == "postgresql":  # each dialect's module is imported only when used
+            from sqlalchemy.dialects import postgresql
+
+            result = await self.conn.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            result = await self.conn.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
         return bool(result.rowcount)
