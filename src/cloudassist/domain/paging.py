@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from cloudassist.errors import ApiError
 
@@ -32,6 +33,12 @@ class Page:
     def offset(self) -> int:
         """Rows to skip; a page past any possible row count asks for an empty page, not an overflow."""
         return 0 if self.token_mode else min((self.number - 1) * self.size, MAX_OFFSET)
+
+    @property
+    def start(self) -> int:
+        """The row a row-offset listing starts at: the offset inside a NextToken, else PageNumber's."""
+        position = self.position if self.token_mode else None
+        return min(self.offset if position is None else position, MAX_OFFSET)
 
     @property
     def position(self) -> int | None:
@@ -76,3 +83,25 @@ def decode_token(token: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ApiError.of("InvalidParameter.NextToken") from None
     return key
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Slice(Generic[T]):
+    """One page of a row-offset listing: its rows, TotalCount (-1 with tokens) and the next page's start."""
+
+    rows: list[T]
+    total: int
+    next_start: int | None
+
+
+async def offset_slice(
+    page: Page, fetch: Callable[[int, int], Awaitable[list[T]]], count: Callable[[], Awaitable[int]]
+) -> Slice[T]:
+    """Fetch one page plus one row (to know whether another page follows) and, without tokens, the count."""
+    found = await fetch(page.start, page.size + 1)
+    total = -1 if page.token_mode else await count()
+    more = len(found) > page.size
+    return Slice(found[: page.size], total, page.start + page.size if more else None)

@@ -19,7 +19,7 @@ from cloudassist.domain.activations import (
     Activation,
     check_activation,
 )
-from cloudassist.domain.paging import Page
+from cloudassist.domain.paging import Page, offset_slice
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
@@ -66,12 +66,6 @@ class ActivationPage:
     activations: list[Activation]
     total: int
     next_offset: int | None
-
-
-def token_offset(page: Page) -> int:
-    """Where a page starts: the offset inside a NextToken, or PageNumber's offset."""
-    position = page.position if page.token_mode else None
-    return page.offset if position is None else position
 
 
 class ActivationService:
@@ -142,16 +136,12 @@ class ActivationService:
 
     async def describe_activations(self, f: ActivationFilter, page: Page) -> ActivationPage:
         """A page of an account's activation codes in a region, newest first, with their tags."""
-        offset = min(token_offset(page), 2**62)
         async with self.ctx.store.read() as tx:
-            found = await tx.activations.list(f, offset, page.size + 1)
-            total = -1 if page.token_mode else await tx.activations.count(f)
-            more = len(found) > page.size
-            found = found[: page.size]
-            tags = await tx.tags.of(TAG_TYPE, [a.activation_id for a in found])
-        return ActivationPage(
-            [replace(a, tags=tags[a.activation_id]) for a in found], total, offset + page.size if more else None
-        )
+            got = await offset_slice(
+                page, lambda start, n: tx.activations.list(f, start, n), lambda: tx.activations.count(f)
+            )
+            tags = await tx.tags.of(TAG_TYPE, [a.activation_id for a in got.rows])
+        return ActivationPage([replace(a, tags=tags[a.activation_id]) for a in got.rows], got.total, got.next_start)
 
     async def disable_activation(self, scope: Scope, activation_id: str) -> Activation:
         """Stop a code from registering more instances; instances registered with it are unaffected."""

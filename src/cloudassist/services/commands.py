@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from cloudassist import ids
 from cloudassist.domain import commands as rules
 from cloudassist.domain.commands import Command, CommandType
-from cloudassist.domain.paging import Page
+from cloudassist.domain.paging import Page, offset_slice
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
@@ -89,14 +89,10 @@ class CommandService:
         return command
 
     async def describe_commands(self, f: CommandFilter, page: Page) -> CommandPage:
-        offset = page.position if page.token_mode and page.position is not None else page.offset
         async with self.ctx.store.read() as tx:
-            found = await tx.commands.list(f, min(offset, 2**62), page.size + 1)
-            total = -1 if page.token_mode else await tx.commands.count(f)
-            tags = await tx.tags.of("command", [c.command_id for c in found])
-        more = len(found) > page.size
-        found = found[: page.size]
-        return CommandPage([(c, tags[c.command_id]) for c in found], total, offset + page.size if more else None)
+            got = await offset_slice(page, lambda start, n: tx.commands.list(f, start, n), lambda: tx.commands.count(f))
+            tags = await tx.tags.of("command", [c.command_id for c in got.rows])
+        return CommandPage([(c, tags[c.command_id]) for c in got.rows], got.total, got.next_start)
 
     async def modify_command(
         self,

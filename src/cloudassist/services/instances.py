@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from cloudassist import ids
 from cloudassist.domain.instances import ONLINE_WINDOW, ManagedInstance
-from cloudassist.domain.paging import Page
+from cloudassist.domain.paging import Page, offset_slice
 from cloudassist.domain.tags import Tag, check_tags
 from cloudassist.errors import ApiError
-from cloudassist.services.activations import hash_code, token_offset
+from cloudassist.services.activations import hash_code
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.instances import InstanceFilter
@@ -231,16 +231,12 @@ class InstanceService:
         """A page of an account's managed instances in a region, newest first, with their tags."""
         if f.connected is not None:
             f = replace(f, online_since=self.ctx.clock.now() - ONLINE_WINDOW)
-        offset = min(token_offset(page), 2**62)
         async with self.ctx.store.read() as tx:
-            found = await tx.instances.list(f, offset, page.size + 1)
-            total = -1 if page.token_mode else await tx.instances.count(f)
-            more = len(found) > page.size
-            found = found[: page.size]
-            tags = await tx.tags.of(TAG_TYPE, [m.instance_id for m in found])
-        return InstancePage(
-            [replace(m, tags=tags[m.instance_id]) for m in found], total, offset + page.size if more else None
-        )
+            got = await offset_slice(
+                page, lambda start, n: tx.instances.list(f, start, n), lambda: tx.instances.count(f)
+            )
+            tags = await tx.tags.of(TAG_TYPE, [m.instance_id for m in got.rows])
+        return InstancePage([replace(m, tags=tags[m.instance_id]) for m in got.rows], got.total, got.next_start)
 
     async def modify_managed_instance(self, scope: Scope, instance_id: str, instance_name: str) -> ManagedInstance:
         """Rename a managed instance (the only attribute ModifyManagedInstance changes)."""
@@ -298,12 +294,11 @@ class InstanceService:
                 found = [by_id[i] for i in unique if os_key is None or by_id[i].os_type.lower() == os_key]
                 total, next_offset = len(found), None
             else:
-                offset = min(token_offset(page), 2**62)
                 f = InstanceFilter(scope.account_id, scope.region_id, os_type=os_key)
-                found = await tx.instances.list(f, offset, page.size + 1)
-                total = -1 if page.token_mode else await tx.instances.count(f)
-                next_offset = offset + page.size if len(found) > page.size else None
-                found = found[: page.size]
+                got = await offset_slice(
+                    page, lambda start, n: tx.instances.list(f, start, n), lambda: tx.instances.count(f)
+                )
+                found, total, next_offset = got.rows, got.total, got.next_start
             active = await tx.instances.active_task_counts([m.instance_id for m in found])
         return InstancePage([replace(m, active_task_count=active[m.instance_id]) for m in found], total, next_offset)
 
