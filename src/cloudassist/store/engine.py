@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -33,10 +35,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # take transaction control from the driver; "begin" below issues BEGIN itself
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
         # LIKE matches case-sensitively, as on PostgreSQL: `Name=deploy*` never matches "Deploy-web"
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
@@ -45,3 +47,20 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _enter_wal(cursor: Any, deadline_s: float = 10.0) -> None:
+    """Switch the file to WAL. Changing the journal mode needs an exclusive lock and SQLite answers
+    SQLITE_BUSY at once, without its busy handler, while other connections are opening the same new
+    file, so the switch is retried here for up to `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
