@@ -32,7 +32,7 @@ import asyncpg
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
-from acceptance.sdk import ISO, REGION, Server
+from acceptance.sdk import ISO, REGION, Server, tea_client
 from cloudassist.testing import TEST_PG, LiveServer, wait_for
 
 T = TypeVar("T")
@@ -166,6 +166,20 @@ def agents(root: Path) -> Iterator[Agents]:
         yield made
     finally:
         made.close()
+
+
+@contextlib.contextmanager
+def one_agent(server: Server, root: Path, name: str = "a") -> Iterator[Agent]:
+    """One registered, connected `cloudassist agent` process (its own activation, made through the tea SDK).
+    On a clean way out it must exit 0 on SIGTERM with no traceback in its log; it is ended however the block
+    ends."""
+    with agents(root) as made:
+        activation_id, code = activation(tea_client(server.endpoint), 1)
+        one = made.new(name).register(server.live, activation_id, code).start()
+        wait_for(one.connected, 60, f"agent {one.instance_id} to connect")
+        yield one
+        assert made.close() == [0], one.log()
+        assert "Traceback" not in one.log(), one.log()
 
 
 def register_args(live: LiveServer, activation_id: str) -> list[str]:

@@ -213,6 +213,8 @@ class RunOrder:
     termination_mode: str
     log_quota: int  #: bytes of output kept in all (at least 12,000)
     interval: float  #: seconds between running reports (at least 1)
+    cron: str = ""  #: the schedule of Period/Rate/At tasks (`*/5 * * * * ?`, `rate(5m)`, `at(…T…)`)
+    created: float = 0.0  #: `creationTime` as time.time() (0 = not given): where a rate is anchored
 
     @property
     def key(self) -> tuple[str, int]:
@@ -239,6 +241,8 @@ class RunOrder:
             termination_mode=str(task.get("terminationMode") or "ProcessTree"),
             log_quota=max(int(_number(output.get("logQuota"), 0)), 12_000),
             interval=max(_number(output.get("interval"), 1000), 1000) / 1000,
+            cron=str(task.get("cron") or ""),
+            created=max(_number(task.get("creationTime"), 0), 0) / 1000,
         )
 
     def content(self) -> bytes:

@@ -6,7 +6,18 @@ A task seen twice runs once (in memory while it runs, through the journal across
 goes through the durable spool, in order.
 
 Decisions:
-* only `repeat: Once` tasks run for now; scheduled modes are logged and left alone (nothing reported);
+* `Once` and the reboot modes run once when listed: `NextRebootOnly` like Once (the journal keeps it
+  from running twice); `EveryReboot` once per agent process (the server lists it only on the start-up
+  fetch of a cold start, so once per boot), journaled like a scheduled run;
+* `Period`, `Rate` and `At` tasks are schedules (scheduler.py) that live in memory and are re-learned from
+  every start-up fetch: each tick runs the task without streaming output and reports `running` then
+  `finish|timeout|error` with `currentTime` (Period: also `offset` and `timeZone`), as the official
+  agent (Part 2 §4.4). A run is journaled in `schedules/` (one entry per task version, rewritten per
+  run), so a run cut short by an agent restart is reported ExecutionInterrupted, never lost. No next
+  run → `stopped?result=completed`; an expression that cannot be read → `invalid?param=cron`
+  (`InvalidCronExpression`, `InvalidRateExpression`, `InvalidAtExpression`), an `at()` that passed
+  before it ever ran here → `AtExpressionExpired`. A stop cancels the schedule (and stops its run);
+  a higher `invokeVersion` replaces it; the same version again changes nothing;
 * at most `max_concurrent` tasks run at once; more wait in memory for a slot (accepted in the journal);
 * output is streamed as head chunks (<= 2048 B a tick; the tick is `output.interval`, >= 1 s); empty
   "still running" posts go once a minute and only while the spool is empty: liveness comes from the
@@ -17,7 +28,8 @@ Decisions:
   what is left is sent at the next start. Tasks still waiting for a slot report nothing: the journal
   forgets them at the next start and the server sends them again if they are still wanted;
 * at startup, runs the journal shows started but never finished are reported ExecutionInterrupted, never
-  run again; a leftover process of such a run (same pid and start time) is killed first.
+  run again; a leftover process of such a run (same pid and start time) is killed first. One whose final
+  report is in the spool already (the agent died between spooling it and journaling it) is only marked done.
 """
 
 from __future__ import annotations
@@ -30,22 +42,37 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloudassist.agent import proctree
-from cloudassist.agent.client import RunOrder, ServerClient, heartbeat_interval, ms, parse_kick, truncate
+from cloudassist.agent import proctree, sendfile
+from cloudassist.agent.client import (
+    RunOrder,
+    ServerClient,
+    _time_zone,
+    heartbeat_interval,
+    ms,
+    parse_kick,
+    truncate,
+)
 from cloudassist.agent.executor import Execution, Outcome, TaskSpec, live_shell_pids, remove_stale_script_dirs
 from cloudassist.agent.identity import Identity, cold_start
-from cloudassist.agent.journal import Journal
+from cloudassist.agent.journal import Entry, Journal
 from cloudassist.agent.output import OutputBuffer
-from cloudassist.agent.spool import Backoff, Spool, SpoolSender
+from cloudassist.agent.scheduler import SCHEDULED_MODES, Schedule, Scheduler, local_zone
+from cloudassist.agent.spool import Backoff, Item, Spool, SpoolSender
+from cloudassist.domain.schedules import next_run
 
 log = logging.getLogger("cloudassist.agent")
 CHUNK_BYTES = 2048
 KEEPALIVE_SECONDS = 60.0
 REAP_SECONDS, IDLE_REAP_SECONDS = 2.0, 30.0
 Key = tuple[str, int]
+#: `invalid?param=cron&value=…` of an expression this agent cannot read, by `repeat`.
+BAD_EXPRESSION = {"Period": "InvalidCronExpression", "Rate": "InvalidRateExpression", "At": "InvalidAtExpression"}
+#: Outcomes (schedule journal) after which a listed schedule version is not scheduled again.
+SCHEDULE_ENDED = frozenset({"completed", "invalid", "stopped"})
 
 
 def private_dir(path: Path) -> Path:
@@ -83,6 +110,9 @@ class Run:
     lost: int = 0  #: output bytes of chunks a full spool refused (added to `dropped`)
     stop_requested: bool = False  #: the server asked for a stop
     interrupted: bool = False  #: the agent is shutting down
+    journal: Journal | None = None  #: where this run is journaled (None: the agent's one-time journal)
+    schedule: str = ""  #: Period | Rate | At for a run of a schedule: no streaming, wall-clock params
+    end: float | None = None
 
     def query(self, **extra: object) -> dict[str, str]:
         q = {"taskId": self.task_id, "invokeVersion": str(self.version)}
@@ -90,6 +120,28 @@ class Run:
             q["start"] = ms(self.start)
         q.update({k: str(v) for k, v in extra.items()})
         return q
+
+    def clock(self, now: float) -> dict[str, object]:
+        """`currentTime` (and for Period `offset`, `timeZone`) of a scheduled run's reports (Part 2 §4.4)."""
+        if not self.schedule:
+            return {}
+        params: dict[str, object] = {"currentTime": ms(now)}
+        if self.schedule == "Period":
+            params.update(offset=time.localtime(now).tm_gmtoff, timeZone=_time_zone())
+        return params
+
+
+def _reported(entry: Entry, finals: list[Item]) -> bool:
+    """Whether a final report of the journaled run `entry` is in the spool: one of its task version whose
+    `start` is not before the run was journaled started (a run's start is taken after that)."""
+    started = int((entry.started_at or entry.accepted_at) * 1000)
+    for item in finals:
+        query = item.query
+        if query.get("taskId") == entry.task_id and query.get("invokeVersion") == str(entry.invoke_version):
+            start = query.get("start", "")
+            if start.isdigit() and int(start) >= started:
+                return True
+    return False
 
 
 class AgentBusy(Exception):
@@ -115,6 +167,12 @@ class Agent:
         self.script_dir = private_dir(Path(tempfile.gettempdir()) / f"cloudassist-agent-{identity.instance_id}")
         self.client = client or ServerClient(identity)
         self.journal = Journal(state_dir / "journal")
+        #: Runs of schedules and of EveryReboot tasks: one entry per task version, rewritten per run.
+        self.schedule_journal = Journal(state_dir / "schedules")
+        self.scheduler = Scheduler(self._fire, self._completed, zone=local_zone(_time_zone()))
+        self._scheduled: dict[Key, RunOrder] = {}
+        self._contents: dict[Key, bytes] = {}
+        self._boot_runs: set[Key] = set()
         self.spool = Spool(state_dir / "spool")
         self.sender = SpoolSender(self.spool, self.client.report)
         self.shutdown_grace = shutdown_grace
@@ -167,6 +225,7 @@ class Agent:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        await self.scheduler.close()
         runs = list(self._runs.values())
         for run in runs:
             run.interrupted = True
@@ -184,15 +243,21 @@ class Agent:
         """Report runs a previous agent process never finished; forget accepted runs that never started."""
         self.journal.discard_partial_writes()
         self.spool.discard_partial_writes()
-        for entry in self.journal.interrupted():
-            if (pid := entry.leftover_pid()) is not None:
-                log.warning("killing leftover process %d of interrupted task %s", pid, entry.task_id)
-                proctree.kill_tree(pid, marker=entry.marker)
-            self.spool.put("error", entry.interrupted_report(time.time()), b"", final=True)
-            self.journal.done(entry.task_id, entry.invoke_version, "error")
-            log.warning("task %s (v%d) was interrupted by an agent restart", *entry.key)
-        self.journal.forget_unstarted()
-        self.journal.prune()
+        self.schedule_journal.discard_partial_writes()
+        spooled = [i for i in self.spool.items() if i.final]
+        for journal in (self.journal, self.schedule_journal):
+            for entry in journal.interrupted():
+                if _reported(entry, spooled):  # died between spooling the final report and journaling it
+                    journal.done(entry.task_id, entry.invoke_version, "spooled")
+                    continue
+                if (pid := entry.leftover_pid()) is not None:
+                    log.warning("killing leftover process %d of interrupted task %s", pid, entry.task_id)
+                    proctree.kill_tree(pid, marker=entry.marker)
+                self.spool.put("error", entry.interrupted_report(time.time()), b"", final=True)
+                journal.done(entry.task_id, entry.invoke_version, "error")
+                log.warning("task %s (v%d) was interrupted by an agent restart", *entry.key)
+            journal.forget_unstarted()
+            journal.prune()
         remove_stale_script_dirs(self.script_dir)
 
     def request_fetch(self, task_id: str | None = None) -> None:
@@ -288,6 +353,11 @@ class Agent:
                 self._stop_task(str(task["taskID"]), int(task.get("invokeVersion", 1)))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("malformed stop entry (%s): %.300r", exc, entry)
+        for entry in reply.get("file") or []:  # SendFile: written here and now, at most once (agent/sendfile.py)
+            try:
+                sendfile.handle(entry, self.journal, self._put)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("malformed file entry (%s): %.300r", exc, entry)
         for entry in reply.get("run") or []:
             try:
                 self._accept(RunOrder.parse(entry))
@@ -298,17 +368,33 @@ class Agent:
         key = order.key
         if key in self._runs or key in self._skipped:
             return
-        if order.repeat != "Once":
-            self._skipped.add(key)
-            log.warning("task %s: repeat mode %s is not supported yet; not run", key[0], order.repeat)
+        if order.repeat in SCHEDULED_MODES:
+            self._schedule(order)
             return
-        if not self.journal.accept(*key):
+        journal = self.journal
+        if order.repeat == "EveryReboot":
+            if key in self._boot_runs:
+                return  # once per agent process: the server lists it on a cold start's first fetch only
+            self._boot_runs.add(key)
+            journal = self.schedule_journal
+        elif order.repeat not in ("Once", "NextRebootOnly"):
+            self._skipped.add(key)
+            log.warning("task %s: repeat mode %s is not supported; not run", key[0], order.repeat)
+            return
+        elif not self.journal.accept(*key):
             return  # ran, or was reported, already: never twice
         try:
             content = order.content()
         except ValueError as exc:
-            self._final_error(key, "InvalidCommandContent", str(exc))
+            self._final_error(key, "InvalidCommandContent", str(exc), journal)
             return
+        run = self._new_run(order, content, journal)
+        self._runs[key] = run
+        self._last_activity = time.monotonic()
+        run.future = asyncio.create_task(self._execute(run))
+        log.info("task %s (v%d) accepted", *key)
+
+    def _new_run(self, order: RunOrder, content: bytes, journal: Journal, schedule: str = "") -> Run:
         spec = TaskSpec(
             task_id=order.task_id,
             command_type=order.command_type,
@@ -320,26 +406,99 @@ class Agent:
             script_dir=self.script_dir,
         )
         half = order.log_quota // 2
-        run = Run(key[0], key[1], spec, OutputBuffer(head=half, tail=order.log_quota - half), order.interval)
-        self._runs[key] = run
+        buffer = OutputBuffer(head=half, tail=order.log_quota - half)
+        return Run(
+            order.task_id, order.invoke_version, spec, buffer, order.interval, journal=journal, schedule=schedule
+        )
+
+    def _journal(self, run: Run) -> Journal:
+        return run.journal if run.journal is not None else self.journal
+
+    def _schedule(self, order: RunOrder) -> None:
+        """A Period/Rate/At entry: (re)start its schedule unless this version is scheduled or ended."""
+        key = order.key
+        current = self.scheduler.get(order.task_id)
+        if current is not None and current.version >= order.invoke_version:
+            return  # every start-up fetch lists schedules again
+        entry = self.schedule_journal.get(*key)
+        if entry is not None and entry.state == "done" and entry.outcome in SCHEDULE_ENDED:
+            return  # its end is reported (or in the spool) already
+        created = datetime.fromtimestamp(order.created or time.time(), UTC)
+        try:
+            content = order.content()
+        except ValueError as exc:
+            self._final_error(key, "InvalidCommandContent", str(exc), self.schedule_journal, outcome="invalid")
+            return
+        try:
+            upcoming = next_run(order.cron, after=datetime.now(UTC), created=created, local_zone=self.scheduler.zone)
+        except ValueError as exc:
+            log.warning("task %s: cannot read schedule %r (%s)", order.task_id, order.cron, exc)
+            self._invalid_schedule(key, BAD_EXPRESSION.get(order.repeat, "InvalidCronExpression"))
+            return
+        if upcoming is None and order.repeat == "At" and (entry is None or entry.started_at is None):
+            self._invalid_schedule(key, "AtExpressionExpired")
+            return
+        self._scheduled[key] = order
+        self._contents[key] = content
+        if current is not None:
+            self._scheduled.pop(current.key, None)
+            self._contents.pop(current.key, None)
+        self.scheduler.add(Schedule(order.task_id, order.invoke_version, order.repeat, order.cron, created))
+        log.info("task %s (v%d) scheduled: %s %s, next run %s", *key, order.repeat, order.cron, upcoming)
+
+    def _invalid_schedule(self, key: Key, code: str) -> None:
+        query = {"taskId": key[0], "invokeVersion": str(key[1]), "param": "cron", "value": code}
+        self._put("invalid", query, b"", final=True)
+        self.schedule_journal.done(*key, "invalid")
+
+    async def _fire(self, schedule: Schedule, tick: float) -> None:
+        """One tick of a schedule: run the task and wait for its end (its reports are spooled)."""
+        order, content = self._scheduled.get(schedule.key), self._contents.get(schedule.key)
+        if order is None or content is None or self._stop.is_set():
+            return
+        if any(r.task_id == schedule.task_id for r in self._runs.values()):
+            log.info("task %s: a run is still going; tick skipped", schedule.task_id)
+            return
+        run = self._new_run(order, content, self.schedule_journal, schedule.repeat)
+        self._runs[schedule.key] = run
         self._last_activity = time.monotonic()
         run.future = asyncio.create_task(self._execute(run))
-        log.info("task %s (v%d) accepted", *key)
+        log.info("task %s (v%d) fired (tick %s)", *schedule.key, ms(tick))
+        try:
+            await asyncio.shield(run.future)  # a cancelled schedule does not cancel its run
+        finally:
+            if run.start is not None:
+                schedule.last_start, schedule.last_end = run.start, run.end
+
+    def _completed(self, schedule: Schedule) -> None:
+        """The schedule has no next run: `stopped?result=completed` (the server ends the execution)."""
+        extra: dict[str, object] = {"end": ms(schedule.last_end or time.time()), "exitcode": 0, "dropped": 0}
+        query = {"taskId": schedule.task_id, "invokeVersion": str(schedule.version)}
+        if schedule.last_start is not None:
+            query["start"] = ms(schedule.last_start)
+        query.update({k: str(v) for k, v in extra.items()}, result="completed")
+        self._put("stopped", query, b"", final=True)
+        self.schedule_journal.done(*schedule.key, "completed")
+        self._scheduled.pop(schedule.key, None)
+        self._contents.pop(schedule.key, None)
+        log.info("task %s (v%d): no next run; schedule completed", *schedule.key)
 
     def _put(self, kind: str, query: dict[str, str], body: bytes, *, final: bool) -> bool:
         spooled = self.spool.put(kind, query, body, final=final) is not None
         self.sender.notify()
         return spooled
 
-    def _final_error(self, key: Key, code: str, desc: str) -> None:
+    def _final_error(
+        self, key: Key, code: str, desc: str, journal: Journal | None = None, outcome: str = "error"
+    ) -> None:
         query = {"taskId": key[0], "invokeVersion": str(key[1]), "errCode": code, "errDesc": truncate(desc)}
         self._put("error", query, b"", final=True)
-        self.journal.done(*key, "error")
+        (journal or self.journal).done(*key, outcome)
 
     def _cancelled(self, run: Run) -> None:
         """A run stopped by the server before it started: `stopped` without a start (the server: Cancelled)."""
         self._put("stopped", run.query(end=ms(time.time()), exitcode=0, dropped=0, result="killed"), b"", final=True)
-        self.journal.done(run.task_id, run.version, "stopped")
+        self._journal(run).done(run.task_id, run.version, "stopped")
 
     async def _execute(self, run: Run) -> None:
         key = (run.task_id, run.version)
@@ -348,7 +507,7 @@ class Agent:
                 if run.stop_requested:
                     self._cancelled(run)
                     return
-                self.journal.start(*key, time.time())  # durable BEFORE the process exists
+                self._journal(run).start(*key, time.time())  # durable BEFORE the process exists
                 run.execution = Execution(run.spec, run.buffer)
                 outcome = await self._stream(run, asyncio.ensure_future(run.execution.run()))
                 self._report(run, outcome)
@@ -360,7 +519,7 @@ class Agent:
         except Exception:
             log.exception("task %s failed in the agent", run.task_id)
             try:
-                self._final_error(key, "ExecutionException", "the agent failed while running the task")
+                self._final_error(key, "ExecutionException", "the agent failed while running the task", run.journal)
             except OSError:
                 log.exception("task %s: its error report cannot be spooled either", run.task_id)
         finally:
@@ -374,8 +533,8 @@ class Agent:
         if pid is not None:
             info = proctree.stat(pid)
             marker = run.execution.marker if run.execution is not None else ""
-            self.journal.set_process(run.task_id, run.version, pid, info.starttime if info else None, marker)
-        self._put("running", run.query(outputOffset=0), b"", final=False)
+            self._journal(run).set_process(run.task_id, run.version, pid, info.starttime if info else None, marker)
+        self._put("running", run.query(outputOffset=0, **run.clock(when)), b"", final=False)
 
     def _chunk(self, run: Run, data: bytes) -> None:
         if self._put("running", run.query(outputOffset=run.sent), data, final=False):
@@ -391,6 +550,9 @@ class Agent:
             if run.start is None and run.execution is not None and run.execution.started:
                 self._started(run, time.time())
                 tick = last_post = loop.time()
+            if run.start is not None and run.schedule:  # scheduled runs do not stream output (§1.8)
+                await asyncio.wait({future})
+                continue
             wait = 0.02 if run.start is None else max(0.0, tick + run.interval - loop.time())
             await asyncio.wait({future}, timeout=wait)
             if run.start is None or future.done() or loop.time() < tick + run.interval:
@@ -423,14 +585,32 @@ class Agent:
             kind, extra = "invalid", {"param": outcome.invalid_param, "value": truncate(outcome.error)}
         else:
             kind, extra = "error", {"errCode": "ExecutionException", "errDesc": truncate(outcome.error)}
-        query = run.query(end=ms(outcome.ended_at), outputOffset=run.sent, **extra)
+        run.end = outcome.ended_at
+        query = run.query(end=ms(outcome.ended_at), outputOffset=run.sent, **extra, **run.clock(outcome.ended_at))
         self._put(kind, query, outcome.output, final=True)
-        self.journal.done(run.task_id, run.version, kind, outcome.ended_at)
+        self._journal(run).done(run.task_id, run.version, kind, outcome.ended_at)
         log.info("task %s (v%d) ended: %s, exit code %d", run.task_id, run.version, kind, outcome.exit_code)
 
     def _stop_task(self, task_id: str, version: int) -> None:
-        """A `stop` entry: stop the run here, or (stop is idempotent) confirm one we do not have."""
+        """A `stop` entry: stop the run here, or (stop is idempotent) confirm one we do not have. A scheduled
+        task's schedule is cancelled: its run going on is stopped (and reported `stopped`), else `stopped`
+        carries the last run's start and end (Part 2 §4.4)."""
+        schedule = self.scheduler.cancel(task_id)
+        if schedule is not None:
+            self._scheduled.pop(schedule.key, None)
+            self._contents.pop(schedule.key, None)
         run = self._runs.get((task_id, version)) or next((r for r in self._runs.values() if r.task_id == task_id), None)
+        if run is None and schedule is not None and (task_id, version) not in self._stops_sent:
+            self._stops_sent.add((task_id, version))
+            query = {"taskId": task_id, "invokeVersion": str(version)}
+            if schedule.last_start is not None:
+                query["start"] = ms(schedule.last_start)
+            end = schedule.last_end if schedule.last_end is not None else time.time()
+            query.update(end=ms(end), exitcode="0", dropped="0", result="killed")
+            self._put("stopped", query, b"", final=True)
+            self.schedule_journal.done(*schedule.key, "stopped")
+            log.info("task %s (v%d): schedule stopped", *schedule.key)
+            return
         if run is not None:
             run.stop_requested = True
             if run.execution is not None:

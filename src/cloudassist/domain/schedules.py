@@ -1,47 +1,35 @@
 """Frequency expressions of scheduled tasks: `rate(…)`, `at(…)` and Quartz-style cron with an
-optional year and time zone (reference §5.2). This module checks them; the agent runs them.
+optional year and time zone (reference §5.2). This module checks them and computes their next run
+(`next_run`, used by the agent's scheduler); cron.py evaluates the cron ones.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloudassist.domain.cron import parse_cron, parse_zone
 from cloudassist.errors import ApiError
+
+__all__ = [
+    "agent_schedule", "check_cron", "check_frequency", "cron_interval", "next_run", "parse_at", "parse_zone",
+    "rate_seconds",
+]
 
 #: The longest Frequency stored (the column's size); longer ones are InvalidParam.Frequency.
 MAX_FREQUENCY: Final = 256
 MIN_RATE: Final = timedelta(seconds=60)
 MAX_RATE: Final = timedelta(days=7)
+#: A cron schedule's runs are at least this far apart (and at least Timeout apart): reference §5.2, §6.
+MIN_CRON_INTERVAL: Final = timedelta(seconds=10)
+#: How many upcoming runs of a cron expression `cron_interval` compares.
+INTERVAL_SAMPLES: Final = 60
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^rate\(\s*(\d{1,9})\s*([smhd])\s*\)$")
 _AT = re.compile(r"^at\(\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\s+(\S+))?\s*\)$")
-_GMT = re.compile(r"^GMT([+-])(\d{1,2}):(\d{2})$")
-_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
-_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
-
-
-def parse_zone(text: str) -> tzinfo:
-    """A time zone in one of the three documented forms: IANA name, `GMT+8:00` (no leading zero), `UTC`."""
-    if text == "UTC":
-        return UTC
-    match = _GMT.match(text)
-    if match:
-        sign, hours, minutes = match.groups()
-        if len(hours) > 1 and hours.startswith("0"):
-            raise ValueError("GMT offsets have no leading zero")
-        offset = timedelta(hours=int(hours), minutes=int(minutes))
-        if offset > timedelta(hours=14) or int(minutes) >= 60:
-            raise ValueError("offset out of range")
-        return timezone(-offset if sign == "-" else offset)
-    if "/" not in text:
-        raise ValueError("not a time zone")
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("unknown time zone") from exc
+_AT_WIRE = re.compile(r"^at\(\s*(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\s*\)$")
 
 
 def rate_seconds(expression: str) -> int | None:
@@ -50,75 +38,77 @@ def rate_seconds(expression: str) -> int | None:
     return None if match is None else int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _number(token: str, low: int, high: int, names: str = "") -> bool:
-    if names and token.upper() in names.split("|"):
-        return True
-    return token.isdigit() and low <= int(token) <= high
-
-
-def _field_ok(
-    field: str, low: int, high: int, names: str = "", *, day_of_month: bool = False, day_of_week: bool = False
-) -> bool:
-    if field == "?":
-        return day_of_month or day_of_week
-    for part in field.split(","):
-        base, _, step = part.partition("/")
-        if step and not (step.isdigit() and 0 < int(step) <= high + 1):
-            return False
-        if base == "*":
-            continue
-        if (day_of_month and base in ("L", "LW")) or (day_of_month and re.fullmatch(r"L-\d{1,2}", base)):
-            continue
-        if day_of_month and base.endswith("W") and _number(base[:-1], low, high):
-            continue
-        if day_of_week and base.endswith("L") and _number(base[:-1] or "7", low, high, names):
-            continue
-        if day_of_week and "#" in base:
-            day, _, nth = base.partition("#")
-            if _number(day, low, high, names) and nth.isdigit() and 1 <= int(nth) <= 5:
-                continue
-            return False
-        first, dash, last = base.partition("-")
-        if not _number(first, low, high, names) or (dash and not _number(last, low, high, names)):
-            return False
-    return True
-
-
-def _looks_like_zone(token: str) -> bool:
-    """A trailing cron token that names a time zone rather than a year (`2022`, `2022/2`, `*`)."""
-    if token == "UTC":  # noqa: S105 - a time zone, not a secret
-        return True
-    return token.startswith("GMT") or ("/" in token and any(ch.isalpha() for ch in token))
-
-
 def check_cron(expression: str) -> None:
-    """A cron expression: `sec min hour day-of-month month day-of-week [year] [tz]` with Quartz syntax."""
-    tokens = expression.split()
-    if len(tokens) in (7, 8) and _looks_like_zone(tokens[-1]):
-        parse_zone(tokens[-1])
-        tokens = tokens[:-1]
-    if len(tokens) not in (6, 7):
-        raise ValueError("a cron expression has 6 or 7 fields")
-    second, minute, hour, dom, month, dow, *year = tokens
-    checks = [
-        _field_ok(second, 0, 59),
-        _field_ok(minute, 0, 59),
-        _field_ok(hour, 0, 23),
-        _field_ok(dom, 1, 31, day_of_month=True),
-        _field_ok(month, 1, 12, _MONTHS),
-        _field_ok(dow, 1, 7, _DAYS, day_of_week=True),
-        not year or _field_ok(year[0], 1970, 2099),
-    ]
-    if not all(checks):
-        raise ValueError("a cron field is out of range")
-    if dom == "?" and dow == "?":
-        raise ValueError("day-of-month and day-of-week cannot both be '?'")
-    if "?" not in (dom, dow) and "*" not in (dom, dow):
-        raise ValueError("one of day-of-month and day-of-week must be '?'")
+    """A cron expression: `sec min hour day-of-month month day-of-week [year] [tz]` with Quartz syntax;
+    ValueError if it is not one (the agent's evaluator, cron.py, is the single definition)."""
+    parse_cron(expression)
+
+
+def cron_interval(expression: str, now: datetime) -> timedelta | None:
+    """The shortest gap between consecutive runs among a cron expression's next `INTERVAL_SAMPLES` runs after
+    `now` (read in UTC when it names no zone), or None when it has fewer than two; ValueError if invalid.
+
+    A sample, not a proof: a short gap that first occurs more than 60 runs ahead is not seen (no such
+    expression is plausible: cron's periodic fields repeat their pattern within a few runs)."""
+    cron = parse_cron(expression)
+    runs: list[datetime] = []
+    after = now
+    while len(runs) < INTERVAL_SAMPLES and (found := cron.next_after(after, UTC)) is not None:
+        runs.append(found)
+        after = found
+    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
+    return min(gaps) if gaps else None
+
+
+def parse_at(expression: str) -> datetime | None:
+    """The instant of an `at(…)` expression, or None if it is not one; ValueError if it is malformed.
+
+    Two forms: the API's `at(2030-01-01 08:00:00[ <tz>])` (default zone UTC) and the task list's
+    `at(2030-01-01T00:00:00)` (UTC), which the server sends to agents."""
+    text = expression.strip()
+    at = _AT.match(text)
+    if at:
+        zone = parse_zone(at.group(2)) if at.group(2) else UTC
+        return datetime.strptime(at.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone).astimezone(UTC)
+    wire = _AT_WIRE.match(text)
+    if wire:
+        return datetime.strptime(wire.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    if text.startswith("at("):
+        raise ValueError("malformed at")
+    return None
+
+
+def next_run(frequency: str, *, after: datetime, created: datetime, local_zone: tzinfo) -> datetime | None:
+    """The first run of a schedule strictly after `after`, in UTC; None when it has no more runs.
+
+    * `rate(n<s|m|h|d>)`: anchored at `created`: runs at created + k·interval, k >= 1;
+    * `at(…)`: its instant while it is still ahead, then None;
+    * cron (cron.py): its next fire time in its zone, or `local_zone` when it names none; None beyond
+      its last year.
+    ValueError if `frequency` is none of these (or `after`/`created` is naive).
+    """
+    if after.tzinfo is None or created.tzinfo is None:
+        raise ValueError("after and created must be aware datetimes")
+    text = frequency.strip()
+    seconds = rate_seconds(text)
+    if seconds is not None:
+        if seconds <= 0:
+            raise ValueError("a rate of zero")
+        interval = timedelta(seconds=seconds)
+        runs = max(1, (after - created) // interval + 1)
+        return (created + runs * interval).astimezone(UTC)
+    if text.startswith("rate("):
+        raise ValueError("malformed rate")
+    when = parse_at(text)
+    if when is not None:
+        return when if when > after else None
+    return parse_cron(text).next_after(after, local_zone)
 
 
 def check_frequency(expression: str, timeout: int, now: datetime) -> None:
-    """InvalidParam.Frequency unless `expression` is a valid rate, at or cron schedule for `timeout`."""
+    """InvalidParam.Frequency unless `expression` is a valid rate, at or cron schedule for `timeout`: a rate
+    of 60 s to 7 days and longer than the timeout; a cron whose runs are at least 10 s and at least the
+    timeout apart (`cron_interval`, from `now`)."""
     text = expression.strip()
     try:
         seconds = rate_seconds(text)
@@ -128,14 +118,14 @@ def check_frequency(expression: str, timeout: int, now: datetime) -> None:
             return
         if text.startswith("rate("):
             raise ValueError("malformed rate")
-        at = _AT.match(text)
-        if at:
-            zone = parse_zone(at.group(2)) if at.group(2) else UTC
-            datetime.strptime(at.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=zone)
+        if _AT.match(text):
+            parse_at(text)
             return
         if text.startswith("at("):
             raise ValueError("malformed at")
-        check_cron(text)
+        interval = cron_interval(text, now)
+        if interval is not None and (interval < MIN_CRON_INTERVAL or interval.total_seconds() < timeout):
+            raise ValueError("cron runs closer together than 10 s or than the timeout")
     except ValueError:
         raise ApiError.of("InvalidParam.Frequency") from None
 
