@@ -67,12 +67,17 @@ class Report:
     result: str = ""
 
 
-def _listed(mode: RepeatMode, status: InvocationStatus, startup: bool, cold_start: bool) -> bool:
-    """Whether a result in `status` of a task in `mode` belongs in this fetch's `run` list."""
+def _listed(result: InvocationResult, mode: RepeatMode, startup: bool, cold_start: bool) -> bool:
+    """Whether `result` of a task in `mode` belongs in this fetch's `run` list.
+
+    A scheduled task whose current version its agent has not fetched yet (ModifyInvocationAttribute
+    made a new one) is listed on any fetch, so the agent replaces the schedule it keeps.
+    """
+    status = result.status
     if mode in (RepeatMode.NEXT_REBOOT_ONLY, RepeatMode.EVERY_REBOOT):
         return startup and cold_start and status is S.SCHEDULED
     if mode is RepeatMode.PERIOD:
-        return status is S.PENDING or startup
+        return status is S.PENDING or startup or (status in (S.SCHEDULED, S.RUNNING) and result.delivered_time is None)
     return status in (S.PENDING, S.RUNNING)
 
 
@@ -109,7 +114,7 @@ class DeliveryService:
             run = []
             for result in open_:
                 inv = invocations.get(result.invoke_id)
-                if inv is None or not _listed(inv.repeat_mode, result.status, startup, cold_start):
+                if inv is None or not _listed(result, inv.repeat_mode, startup, cold_start):
                     continue
                 if task_id and result.invoke_id != task_id and result.status is not S.PENDING:
                     continue
@@ -136,6 +141,8 @@ class DeliveryService:
                 return True
             inv = await tx.invocations.by_id(report.task_id)
             recurring = inv is not None and inv.repeat_mode in (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT)
+            if recurring and self._already_ended(result, report):
+                return True  # a resent report of a run that has ended and been kept
             new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
             if new_run:
                 # a new run of the schedule: its output and times replace the previous run's
@@ -158,30 +165,70 @@ class DeliveryService:
                 start = report.start or now
                 changes["run_deadline"] = start + timedelta(seconds=inv.timeout if inv else 0)
             ended_run = status is not None and status.terminal and report.kind in ("finish", "timeout", "error")
-            if recurring and ended_run and report.result != "completed":
-                # one run of a schedule ended; the schedule goes on
+            run: InvocationResult | None = None  # a run of a schedule that ended: kept in the history
+            if recurring and ended_run and status is not None and report.result != "completed":
+                # one run of a schedule ended; the schedule goes on (a stop asked for meanwhile still stands)
                 changes.update(self._times(result, report, S.SCHEDULED, now))
                 changes.update(
-                    status=S.SCHEDULED.value,
-                    error_code=self._error_code(report, status or S.SUCCESS).value,
+                    error_code=self._error_code(report, status).value,
                     exit_code=report.exit_code,
                     repeats=result.repeats + 1,
                     finished_time=report.end or now,
                 )
+                if result.status is not S.STOPPING:
+                    changes["status"] = S.SCHEDULED.value
+                run = self._run(result, changes, status)
             elif status is not None and status is not result.status and can_transition(result.status, status):
                 changes["status"] = status.value
                 changes.update(self._times(result, report, status, now))
                 if status.terminal:
                     changes["error_code"] = self._error_code(report, status).value
                     changes["exit_code"] = report.exit_code if report.exit_code is not None else result.exit_code
-                    if report.kind != "stopped" or not recurring:
+                    killed_run = recurring and report.kind == "stopped" and self._in_run(result)
+                    if report.kind != "stopped" or not recurring or killed_run:
                         changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
-            await tx.results.update(result.result_id, expect=result.status, **changes)
+                    if killed_run:  # stopped in the middle of a run of a schedule: that run ended too
+                        run = self._run(result, changes, status)
+            changed = await tx.results.update(result.result_id, expect=result.status, **changes)
+            if run is not None and inv is not None and changed:
+                seq = await tx.accounts.allocate_seq(inv.account_id, 1)
+                await tx.history.add(account_id=inv.account_id, region_id=inv.region_id, seq=seq, run=run, now=now)
             if "status" in changes:
                 await InvocationService.refresh_status(tx, result.invoke_id)
                 if InvocationStatus(str(changes["status"])).terminal:
                     await tx.instances.count_invocation(instance_id, now)
         return True
+
+    @staticmethod
+    def _in_run(result: InvocationResult) -> bool:
+        """Whether a run of a schedule has started and not ended (each ended run sets its finished time)."""
+        return result.start_time is not None and result.finished_time is None
+
+    @staticmethod
+    def _already_ended(result: InvocationResult, report: Report) -> bool:
+        """Whether `report` is about the run of a schedule that has already ended (the same start)."""
+        return (
+            result.status is S.SCHEDULED
+            and report.kind in ("running", "finish", "timeout", "error")
+            and report.start is not None
+            and result.start_time == report.start
+            and result.finished_time is not None
+        )
+
+    @staticmethod
+    def _run(result: InvocationResult, changes: dict[str, Any], status: InvocationStatus) -> InvocationResult:
+        """The record of one ended run: the execution as `changes` leave it, in the run's own status."""
+        return replace(
+            result,
+            status=status,
+            output=changes["output"],
+            dropped=changes["dropped"],
+            exit_code=changes.get("exit_code", result.exit_code),
+            error_code=ErrorCode(changes.get("error_code", result.error_code.value)),
+            start_time=changes.get("start_time", result.start_time),
+            finished_time=changes.get("finished_time", result.finished_time),
+            repeats=changes.get("repeats", result.repeats),
+        )
 
     @staticmethod
     def _next_status(result: InvocationResult, report: Report) -> InvocationStatus | None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Row, func, select, update
 
@@ -36,11 +36,18 @@ class InvocationFilter:
     resource_group_id: str | None = None
     tags: Sequence[Tag] = ()
     before_seq: int | None = None
+    #: DescribeInvocations' Timed: True selects recurring tasks still to run; False everything else.
+    timed: bool | None = None
+
+
+#: The repeat modes that run again by themselves, and the roll-ups of such a task that is not over yet.
+TIMED_MODES: Final = (RepeatMode.PERIOD.value, RepeatMode.NEXT_REBOOT_ONLY.value, RepeatMode.EVERY_REBOOT.value)
+TIMED_STATUSES: Final = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value, TaskStatus.SCHEDULED.value)
 
 
 class Invocations(Repository):
     async def insert(
-        self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str, client_token: str | None = None
+        self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str
     ) -> None:
         await self.conn.execute(
             invocations.insert().values(
@@ -70,7 +77,6 @@ class Invocations(Repository):
                 seq=seq,
                 status=status.value,
                 invoke_status=invoke_status,
-                client_token=client_token,
             )
         )
 
@@ -138,6 +144,9 @@ class Invocations(Repository):
             )
         if f.before_seq is not None:
             where.append(c.seq < f.before_seq)
+        if f.timed is not None:
+            timed = c.repeat_mode.in_(TIMED_MODES) & c.status.in_(TIMED_STATUSES)
+            where.append(timed if f.timed else ~timed)
         where += tagged_with(f.account_id, "invocation", c.invoke_id, f.tags)
         return where
 
@@ -154,6 +163,29 @@ class Invocations(Repository):
             update(invocations)
             .where(invocations.c.invoke_id == invoke_id)
             .values(status=status.value, invoke_status=invoke_status)
+        )
+
+    async def modify(
+        self,
+        invoke_id: str,
+        *,
+        command_id: str,
+        content: bytes,
+        parameters: dict[str, str],
+        enable_parameter: bool,
+        frequency: str,
+    ) -> None:
+        """ModifyInvocationAttribute's changes to a task."""
+        await self.conn.execute(
+            update(invocations)
+            .where(invocations.c.invoke_id == invoke_id)
+            .values(
+                command_id=command_id,
+                content=content,
+                parameters=json.dumps(parameters),
+                enable_parameter=enable_parameter,
+                frequency=frequency,
+            )
         )
 
     async def set_stop_time(self, invoke_id: str, when: datetime) -> None:

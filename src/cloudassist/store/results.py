@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, select, update
+from sqlalchemy import ColumnElement, Row, Table, func, select, update
 
 from cloudassist.clock import utc
 from cloudassist.domain.invocations import InvocationResult
@@ -47,6 +47,36 @@ class NewResult:
     error_code: ErrorCode = ErrorCode.NONE
 
 
+def where_of(f: ResultFilter, table: Table) -> list[ColumnElement[bool]]:
+    """The conditions of `f` on a table of execution records (`invocation_results` or `invocation_history`)."""
+    c = table.c
+    where = [
+        c.account_id == f.account_id,
+        c.region_id == f.region_id,
+        c.seq > f.min_seq,
+        c.creation_time >= f.not_before,
+    ]
+    for column, value in ((c.invoke_id, f.invoke_id), (c.instance_id, f.instance_id), (c.command_id, f.command_id)):
+        if value:
+            where.append(column == value)
+    if f.statuses is not None:
+        where.append(c.status.in_(sorted(s.value for s in f.statuses)))
+    if f.record_status is not None:
+        where.append(c.record_status == f.record_status)
+    if f.before_seq is not None:
+        where.append(c.seq < f.before_seq)
+    if f.resource_group_id:
+        where.append(
+            c.invoke_id.in_(
+                select(invocations.c.invoke_id).where(
+                    invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id
+                )
+            )
+        )
+    where += tagged_with(f.account_id, "invocation", c.invoke_id, f.tags)
+    return where
+
+
 class Results(Repository):
     async def insert(
         self,
@@ -58,6 +88,7 @@ class Results(Repository):
         first_seq: int,
         items: Sequence[NewResult],
         now: datetime,
+        invoke_version: int = 1,
     ) -> None:
         if not items:
             return
@@ -81,42 +112,19 @@ class Results(Repository):
                 "update_time": now,
                 "creation_time": now,
                 "repeats": 0,
+                "invoke_version": invoke_version,
             }
             for i, item in enumerate(items)
         ]
         await self.conn.execute(invocation_results.insert(), rows)
 
     def _where(self, f: ResultFilter) -> list[ColumnElement[bool]]:
-        where = [
-            R.account_id == f.account_id,
-            R.region_id == f.region_id,
-            R.seq > f.min_seq,
-            R.creation_time >= f.not_before,
-        ]
-        for column, value in ((R.invoke_id, f.invoke_id), (R.instance_id, f.instance_id), (R.command_id, f.command_id)):
-            if value:
-                where.append(column == value)
-        if f.statuses is not None:
-            where.append(R.status.in_(sorted(s.value for s in f.statuses)))
-        if f.record_status is not None:
-            where.append(R.record_status == f.record_status)
-        if f.before_seq is not None:
-            where.append(R.seq < f.before_seq)
-        if f.resource_group_id:
-            where.append(
-                R.invoke_id.in_(
-                    select(invocations.c.invoke_id).where(
-                        invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id
-                    )
-                )
-            )
-        where += tagged_with(f.account_id, "invocation", R.invoke_id, f.tags)
-        return where
+        return where_of(f, invocation_results)
 
     async def list(self, f: ResultFilter, offset: int, limit: int) -> list[tuple[int, InvocationResult]]:
         """(seq, result) pairs, newest first."""
         stmt = select(invocation_results).where(*self._where(f)).order_by(R.seq.desc()).offset(offset).limit(limit)
-        return [(int(row.seq), _result(row)) for row in await self.conn.execute(stmt)]
+        return [(int(row.seq), result_of(row)) for row in await self.conn.execute(stmt)]
 
     async def count(self, f: ResultFilter) -> int:
         return int(
@@ -129,7 +137,7 @@ class Results(Repository):
         if invoke_ids:
             stmt = select(invocation_results).where(R.invoke_id.in_(list(invoke_ids))).order_by(R.seq)
             for row in await self.conn.execute(stmt):
-                found[row.invoke_id].append(_result(row))
+                found[row.invoke_id].append(result_of(row))
         return found
 
     async def for_instance(
@@ -142,7 +150,7 @@ class Results(Repository):
             .order_by(R.seq)
             .limit(limit)
         )
-        return [_result(row) for row in await self.conn.execute(stmt)]
+        return [result_of(row) for row in await self.conn.execute(stmt)]
 
     async def current(self, invoke_id: str, instance_id: str) -> InvocationResult | None:
         """The newest execution of a task on an instance."""
@@ -153,7 +161,7 @@ class Results(Repository):
             .limit(1)
         )
         row = (await self.conn.execute(stmt)).first()
-        return None if row is None else _result(row)
+        return None if row is None else result_of(row)
 
     async def update(self, result_id: int, *, expect: InvocationStatus | None = None, **values: Any) -> bool:
         """Change one execution record; with `expect`, only if it is still in that status.
@@ -166,6 +174,21 @@ class Results(Repository):
         if expect is not None:
             stmt = stmt.where(R.status == expect.value)
         return bool((await self.conn.execute(stmt.values(**values))).rowcount)
+
+    async def modified(self, invoke_id: str, *, command_id: str, redeliver: bool, now: datetime) -> None:
+        """A task was modified: every record of it gets the next invoke version and the task's command;
+        with `redeliver`, its scheduled and running records count as not yet fetched (listed again)."""
+        await self.conn.execute(
+            update(invocation_results)
+            .where(R.invoke_id == invoke_id)
+            .values(invoke_version=R.invoke_version + 1, command_id=command_id)
+        )
+        if redeliver:
+            await self.conn.execute(
+                update(invocation_results)
+                .where(R.invoke_id == invoke_id, R.status.in_(["Running", "Scheduled"]))
+                .values(delivered_time=None, update_time=now)
+            )
 
     async def overdue(
         self, *, pending_before: datetime, started_before: datetime, stopped_before: datetime, limit: int = 1000
@@ -182,7 +205,7 @@ class Results(Repository):
             .order_by(R.result_id)
             .limit(limit)
         )
-        return [_result(row) for row in await self.conn.execute(stmt)]
+        return [result_of(row) for row in await self.conn.execute(stmt)]
 
     async def waiting_instances(self, instance_id: str | None = None, limit: int = 10_000) -> set[str]:
         """Instances with work not yet fetched, or stops not yet confirmed (worth a kick)."""
@@ -194,10 +217,13 @@ class Results(Repository):
         return {row[0] for row in await self.conn.execute(stmt.distinct().limit(limit))}
 
 
-def _result(row: Row[Any]) -> InvocationResult:
+def result_of(row: Row[Any], key: str = "result_id") -> InvocationResult:
+    """The execution record of a row of `invocation_results`, or of `invocation_history` (key "history_id"),
+    which has no delivery columns."""
     r = row._mapping
+    delivered = r.get("delivered_time")
     return InvocationResult(
-        result_id=int(r["result_id"]),
+        result_id=int(r[key]),
         invoke_id=r["invoke_id"],
         instance_id=r["instance_id"],
         command_id=r["command_id"],
@@ -213,6 +239,6 @@ def _result(row: Row[Any]) -> InvocationResult:
         creation_time=utc(r["creation_time"]),
         repeats=int(r["repeats"]),
         invoke_version=int(r["invoke_version"]),
-        delivered_time=None if r["delivered_time"] is None else utc(r["delivered_time"]),
-        received=int(r["received"]),
+        delivered_time=None if delivered is None else utc(delivered),
+        received=int(r.get("received", 0)),
     )

@@ -1,4 +1,5 @@
-"""RunCommand, InvokeCommand, DescribeInvocations, DescribeInvocationResults, StopInvocation."""
+"""RunCommand, InvokeCommand, DescribeInvocations, DescribeInvocationResults, StopInvocation and
+ModifyInvocationAttribute."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from cloudassist.api.rpc.handlers.commands import command_spec
 from cloudassist.api.rpc.params import Param
 from cloudassist.api.rpc.shapes import PAGING, TAGS, page_of, paging_fields, tag_filter, wrapped_tags
 from cloudassist.clock import iso
-from cloudassist.domain.commands import ContentEncoding, encode_content, parse_encoding, parse_type
+from cloudassist.domain.commands import ContentEncoding, decode_content, encode_content, parse_encoding, parse_type
 from cloudassist.domain.invocations import (
     Invocation,
     InvocationResult,
@@ -23,7 +24,7 @@ from cloudassist.domain.statuses import InvocationStatus, LegacyStatus, TaskStat
 from cloudassist.domain.tags import check_tags
 from cloudassist.errors import ApiError
 from cloudassist.services.idempotency import Idempotency
-from cloudassist.services.invocations import InvocationService, RunOptions, Targets
+from cloudassist.services.invocations import InvocationService, Modification, RunOptions, Targets, modify_errors
 from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.results import ResultFilter
 
@@ -160,7 +161,9 @@ async def describe_invocation_results(call: Call) -> dict[str, Any]:
         resource_group_id=call["ResourceGroupId"],
         tags=tag_filter(call.params),
     )
-    found = await InvocationService(call.ctx).describe_invocation_results(f, page)
+    found = await InvocationService(call.ctx).describe_invocation_results(
+        f, page, include_history=bool(call["IncludeHistory"])
+    )
     token = encode_token(str(found.next_seq)) if found.next_seq is not None else None
     return {
         "Invocation": {
@@ -235,10 +238,6 @@ async def describe_invocations(call: Call) -> dict[str, Any]:
     modes: frozenset[str] | None = None
     if call["RepeatMode"]:
         modes = frozenset({parse_repeat_mode(call["RepeatMode"], "x").value})
-    if call["Timed"] is not None:
-        timed = {m.value for m in RepeatMode if m.timed}
-        chosen = frozenset(timed if call["Timed"] else {m.value for m in RepeatMode} - timed)
-        modes = chosen if modes is None else frozenset(modes & chosen)
     f = InvocationFilter(
         account_id=call.scope.account_id,
         region_id=call.scope.region_id,
@@ -253,6 +252,7 @@ async def describe_invocations(call: Call) -> dict[str, Any]:
         repeat_modes=frozenset(modes) if modes is not None else None,
         resource_group_id=call["ResourceGroupId"],
         tags=tag_filter(call.params),
+        timed=call["Timed"],
     )
     found = await InvocationService(call.ctx).describe_invocations(f, page)
     token = encode_token(str(found.next_seq)) if found.next_seq is not None else None
@@ -325,3 +325,38 @@ async def stop_invocation(call: Call) -> dict[str, Any]:
         raise ApiError.of("InstanceIds.ExceedLimit")
     await InvocationService(call.ctx).stop_invocation(call.scope, call["InvokeId"], instance_ids)
     return {}
+
+
+@action(
+    "ModifyInvocationAttribute",
+    Param("InvokeId", required=True),
+    Param("CommandContent"),
+    Param("ContentEncoding"),
+    Param("Parameters", "json"),
+    Param("EnableParameter", "bool"),
+    Param("Frequency"),
+    Param("InstanceId", "list"),
+    Param("ClientToken"),
+)
+async def modify_invocation_attribute(call: Call) -> dict[str, Any]:
+    """Only what is sent changes; CommandContent is plain text unless ContentEncoding says Base64 (A.10)."""
+    content = None
+    if call["CommandContent"]:
+        with modify_errors():
+            content = decode_content(
+                call["CommandContent"], parse_encoding(call["ContentEncoding"], ContentEncoding.PLAIN_TEXT)
+            )
+    change = Modification(
+        content=content,
+        parameters=call["Parameters"] or None,  # empty: the parameters are not modified (A.10)
+        enable_parameter=call["EnableParameter"],
+        frequency=call["Frequency"] or None,
+        instance_ids=call["InstanceId"] or [],
+    )
+    command_id = await InvocationService(call.ctx).modify_invocation_attribute(
+        call.scope,
+        call["InvokeId"],
+        change,
+        idempotency=Idempotency.of("ModifyInvocationAttribute", call["ClientToken"], call.params),
+    )
+    return {"CommandId": command_id}
