@@ -20,6 +20,7 @@ from cloudassist.api.app import create_app
 from cloudassist.clock import SystemClock
 from cloudassist.services.access import AccessService, NewKey
 from cloudassist.services.context import Context
+from cloudassist.services.retention import RetentionJob
 from cloudassist.settings import Settings
 from cloudassist.store.store import Store
 
@@ -135,6 +136,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop)
     runs = [asyncio.create_task(server.serve()) for server in servers]
     delivering = asyncio.create_task(keep_delivering(ctx, hub))
+    retaining = asyncio.create_task(RetentionJob(ctx).keep_running())
     try:
         # uvicorn exposes `started` as a flag, not an event
         while not all(server.started for server in servers) and not any(task.done() for task in runs):  # noqa: ASYNC110
@@ -153,9 +155,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             stop()
         await asyncio.gather(*runs)
     finally:
-        delivering.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await delivering
+        for job in (delivering, retaining):
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         await ctx.store.close()
     failed = [server for server in servers if not server.started]
     if failed:

@@ -73,7 +73,34 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("max_instances_per_call", 100, int, "Instances one RunCommand or InvokeCommand may target."),
     Setting("max_timeout_seconds", 86_400, int, "The largest Timeout a command may ask for."),
     Setting("max_request_bytes", 256 * 1024, int, "Largest request (query string plus body) accepted."),
-    Setting("command_quota", 50_000, int, "Commands an account may keep per region (CmdCount.ExceedQuota)."),
+    Setting(
+        "command_quota",
+        50_000,
+        int,
+        "Commands an account may keep per region (CmdCount.ExceedQuota; the docs' adjustable range is 500-50,000); "
+        "0 means no limit.",
+    ),
+    Setting(
+        "invocation_quota_daily",
+        5_000,
+        int,
+        "Tasks (RunCommand/InvokeCommand) an account may start per region per UTC day (Invocation.ExceedQuota; "
+        "the docs: 5,000); 0 means no limit.",
+    ),
+    Setting(
+        "retention_interval_seconds",
+        60,
+        int,
+        "How often (seconds) the retention job deletes execution records outside the retention window and "
+        "count; 0 turns it off.",
+    ),
+    Setting(
+        "retention_batch_size",
+        1000,
+        int,
+        "Rows the retention job deletes per transaction (each batch holds the write lock only briefly).",
+    ),
+    Setting("client_token_hours", 24, int, "How long a ClientToken's answer is kept for retries."),
     Setting("log_level", "info", str, "Log level of the server: debug, info, warning or error."),
     Setting("agent_listen", "127.0.0.1:8443", str, "HOST:PORT of the agent protocol (HTTPS); empty turns it off."),
     Setting("agent_names", (), _regions, "Extra DNS names or IPs for the generated agent-face certificate."),
@@ -109,6 +136,10 @@ class Settings:
     max_timeout_seconds: int = 86_400
     max_request_bytes: int = 256 * 1024
     command_quota: int = 50_000
+    invocation_quota_daily: int = 5_000
+    retention_interval_seconds: int = 60
+    retention_batch_size: int = 1000
+    client_token_hours: int = 24
     log_level: str = "info"
     agent_listen: str = "127.0.0.1:8443"
     agent_names: tuple[str, ...] = ()

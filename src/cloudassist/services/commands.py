@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from cloudassist import ids
 from cloudassist.domain import commands as rules
 from cloudassist.domain.commands import Command, CommandType
 from cloudassist.domain.paging import Page, offset_slice
+from cloudassist.domain.statuses import TaskStatus
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
+from cloudassist.services import quotas
 from cloudassist.services.context import Context, Scope
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.commands import CommandFilter
 from cloudassist.store.store import Tx
+
+#: Task roll-ups after which nothing runs any more: a command RunCommand did not keep is deleted then.
+TASK_ENDED: Final = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.STOPPED, TaskStatus.PARTIAL_FAILED})
 
 
 @dataclass(frozen=True)
@@ -75,18 +82,49 @@ class CommandService:
         )
 
     async def insert(self, tx: Tx, command: Command, tags: Sequence[Tag]) -> None:
-        """Store a command within `tx`, holding to the account's command quota."""
-        quota = self.ctx.settings.command_quota
-        if command.kept and await tx.commands.count_kept(command.account_id, command.region_id) >= quota:
-            raise ApiError.of("CmdCount.ExceedQuota")
+        """Store a command within `tx`, holding to the account's command quota (kept commands only: one
+        that RunCommand does not keep is deleted when its task ends and does not count)."""
+        if command.kept:
+            await quotas.check_commands(self.ctx, tx, command.account_id, command.region_id)
         await tx.commands.insert(command)
         await tx.tags.add(command.account_id, "command", command.command_id, tags)
 
-    async def create_command(self, scope: Scope, spec: CommandSpec, tags: Sequence[Tag]) -> Command:
+    async def create_command(
+        self, scope: Scope, spec: CommandSpec, tags: Sequence[Tag], *, idempotency: Idempotency | None = None
+    ) -> str:
+        """Create a kept command; its CommandId. A retry with the same ClientToken and parameters gets the
+        first call's CommandId (and creates nothing)."""
         command = self.build(scope, spec, kept=True)
         async with self.ctx.store.write() as tx:
+            now = command.creation_time
+            earlier = None if idempotency is None else await idempotency.claim(tx, scope.account_id, now)
+            if earlier is not None and earlier.get("CommandId"):
+                return earlier["CommandId"]
             await self.insert(tx, command, tags)
-        return command
+            if idempotency is not None:
+                await idempotency.record(tx, scope.account_id, {"CommandId": command.command_id})
+        return command.command_id
+
+    @staticmethod
+    async def forget_ended(tx: Tx, invoke_id: str) -> bool:
+        """The task `invoke_id` has ended: delete its command if RunCommand did not keep it."""
+        invocation = await tx.invocations.by_id(invoke_id)
+        if invocation is None:
+            return False
+        return await CommandService.forget_unkept(
+            tx, invocation.account_id, invocation.region_id, invocation.command_id
+        )
+
+    @staticmethod
+    async def forget_unkept(tx: Tx, account_id: int, region_id: str, command_id: str) -> bool:
+        """Delete a command RunCommand created with KeepCommand=false, now that its task has ended (reference
+        §5.7). Its task keeps its own copy of name, type and content, so the records still show them."""
+        command = await tx.commands.get(account_id, region_id, command_id, hidden=True)
+        if command is None or command.kept:
+            return False
+        await tx.tags.remove_all("command", command_id)
+        await tx.commands.delete(command_id)
+        return True
 
     async def describe_commands(self, f: CommandFilter, page: Page) -> CommandPage:
         async with self.ctx.store.read() as tx:

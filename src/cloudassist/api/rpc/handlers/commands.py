@@ -21,6 +21,7 @@ from cloudassist.domain.paging import encode_token
 from cloudassist.domain.tags import Tag, check_tags
 from cloudassist.errors import ApiError
 from cloudassist.services.commands import CommandService, CommandSpec
+from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.commands import CommandFilter
 
 
@@ -57,8 +58,13 @@ def command_spec(call: Call, encoding: ContentEncoding, *, name: str) -> Command
 async def create_command(call: Call) -> dict[str, Any]:
     encoding = parse_encoding(call["ContentEncoding"], ContentEncoding.BASE64)
     spec = command_spec(call, encoding, name=call["Name"])
-    command = await CommandService(call.ctx).create_command(call.scope, spec, check_tags(call["Tag"] or []))
-    return {"CommandId": command.command_id}
+    command_id = await CommandService(call.ctx).create_command(
+        call.scope,
+        spec,
+        check_tags(call["Tag"] or []),
+        idempotency=Idempotency.of("CreateCommand", call["ClientToken"], call.params),
+    )
+    return {"CommandId": command_id}
 
 
 @action(
