@@ -28,6 +28,11 @@ def invoke_id(region_id: str) -> str:
     return _with_region("t", region_id)
 
 
+def file_invoke_id(region_id: str) -> str:
+    """A new InvokeId of a SendFile task, `f-` plus 22 characters."""
+    return _with_region("f", region_id)
+
+
 def managed_instance_id(region_id: str) -> str:
     """A new managed InstanceId, `mi-` plus 22 characters."""
     return _with_region("mi", region_id)

@@ -49,3 +49,19 @@ def test_the_replayed_requests_carry_the_captured_header_set(agent: Agent) -> No
     assert beat.request.headers["User-Agent"] == "linux_amd64/2.2.3.578"
     assert listing.request.headers["Content-Length"] == "0"
     assert listing.request.headers["Accept-Encoding"] == "gzip"
+
+
+def test_an_agent_that_hangs_up_mid_body_is_not_an_error(server: LiveServer, agent: Agent) -> None:
+    """An agent shutting down may close its connection while a report's body is on the wire. The agent face
+    drops that request quietly (no traceback in the log) and goes on answering the agent's next request."""
+    headers = "".join(f"{name}: {value}\r\n" for name, value in agent.sign().items())
+    request = (
+        f"POST /luban/api/v1/task/finish?taskId=t-gone&invokeVersion=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
+        "Content-Type: text/plain\r\nContent-Length: 4096\r\n\r\npartial output"
+    )
+    with socket.create_connection(("127.0.0.1", server.agent_port), timeout=10) as raw, \
+            trust(server).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(request.encode())
+    acknowledged(agent.heartbeat())
+    assert "ClientDisconnect" not in server.log()
+    assert "Traceback" not in server.log()

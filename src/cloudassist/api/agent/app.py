@@ -12,6 +12,7 @@ from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.routes import AgentEndpoints
 from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService
+from cloudassist.services.files import FileService
 
 log = logging.getLogger("cloudassist.agent_face")
 
@@ -31,10 +32,13 @@ async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> Non
 
     Kicks also cover tasks created by another server process sharing the database."""
     delivery = DeliveryService(ctx)
+    files = FileService(ctx)
     while True:
         await asyncio.sleep(every)
         try:
             await delivery.sweep()
             hub.kick(await delivery.waiting())
+            await files.sweep()
+            hub.kick(await files.waiting())
         except Exception:
             log.exception("delivery sweep failed; will retry")

@@ -9,18 +9,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cloudassist.api.agent.auth import AgentAuthError, authenticate
 from cloudassist.api.agent.hub import KickHub
-from cloudassist.api.agent.tasks import KINDS, read_report, task_entry
+from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.delivery import DeliveryService
+from cloudassist.services.files import FileService, is_file_task
 from cloudassist.services.instances import InstanceService
 
 log = logging.getLogger("cloudassist.agent_face")
@@ -58,6 +59,7 @@ class AgentEndpoints:
         self.hub = hub
         self.instances = InstanceService(ctx)
         self.delivery = DeliveryService(ctx)
+        self.files = FileService(ctx)
 
     async def _signed(self, request: Request) -> ManagedInstance:
         return await authenticate(self.ctx, {k.lower(): v for k, v in request.headers.items()})
@@ -76,6 +78,10 @@ class AgentEndpoints:
             return refused(401, str(exc), "Unauthorized")
         except ApiError as exc:
             return refused(exc.http_status, exc.message, exc.code)
+        except ClientDisconnect:
+            # the agent went away mid-request (it is shutting down): nothing was applied, nobody to answer
+            log.debug("agent disconnected during %s", path)
+            return Response(status_code=499)
 
     async def route(self, path: str, request: Request, instance: ManagedInstance) -> Response:
         if path == "heart-beat":
@@ -147,7 +153,9 @@ class AgentEndpoints:
 
     async def heartbeat(self, request: Request, instance: ManagedInstance) -> Response:
         await self.instances.heartbeat(instance.instance_id, self.ctx.clock.now(), agent_version(request))
-        waiting = bool(await self.delivery.waiting(instance.instance_id))
+        waiting = bool(await self.delivery.waiting(instance.instance_id)) or bool(
+            await self.files.waiting(instance.instance_id)
+        )
         if waiting:
             self.hub.kick([instance.instance_id])  # the heart-beat doubles as a redelivery trigger
         return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=waiting)
@@ -161,6 +169,7 @@ class AgentEndpoints:
             startup=query.get("reason") == "startup",
             cold_start=query.get("cold_start", "").lower() == "true",
         )
+        files = await self.files.fetch(instance.instance_id)
         async with self.ctx.store.read() as tx:
             account = (await tx.accounts.names()).get(instance.account_id, "")
         return ok(
@@ -168,12 +177,17 @@ class AgentEndpoints:
             run=[task_entry(o, instance, account) for o in tasks.run],
             stop=[task_entry(o, instance, account) for o in tasks.stop],
             test=[],
-            file=[],
+            file=[file_entry(d) for d in files],
             session=[],
         )
 
     async def task_report(self, kind: str, request: Request, instance: ManagedInstance) -> Response:
-        report = read_report(kind, request.query_params, await body_of(request))
+        query = request.query_params
+        if query.get("taskType") == "sendfile" or is_file_task(query.get("taskId", "")):
+            await body_of(request)
+            await self.files.report(instance.instance_id, read_file_report(kind, query))
+            return ok(instanceId=instance.instance_id)
+        report = read_report(kind, query, await body_of(request))
         await self.delivery.report(instance.instance_id, report)
         return ok(instanceId=instance.instance_id)
 
@@ -188,7 +202,7 @@ class AgentEndpoints:
         await ws.accept()
         self.hub.add(instance.instance_id, ws)
         try:
-            if await self.delivery.waiting(instance.instance_id):
+            if await self.delivery.waiting(instance.instance_id) or await self.files.waiting(instance.instance_id):
                 self.hub.kick([instance.instance_id])
             while True:
                 await ws.receive_text()

@@ -6,9 +6,11 @@ import base64
 from collections.abc import Mapping
 from typing import Any, Final
 
+from cloudassist.domain.files import signature
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.schedules import agent_schedule
 from cloudassist.services.delivery import Kind, Order, Report, from_millis
+from cloudassist.services.files import Delivery, FileReport
 
 #: How the agent should stream output: every second, up to the seed's 24 KB in all.
 OUTPUT: Final = {"interval": 1000, "logQuota": 24 * 1024, "skipEmpty": False, "sendStart": True}
@@ -85,4 +87,39 @@ def read_report(kind: str, query: Mapping[str, str], body: bytes) -> Report:
         err_code=query.get("errCode", ""),
         param=query.get("param", ""),
         result=query.get("result", ""),
+    )
+
+
+def file_entry(delivery: Delivery) -> dict[str, Any]:
+    """One `{"task", "output"}` entry of the task list's `file` list, as the official agent reads it
+    (`models.SendFileTaskInfo`): `timeout` is a JSON number and `overwrite` a boolean there."""
+    task = delivery.task
+    spec = task.spec
+    content = spec.encoded
+    return {
+        "task": {
+            "content": content,
+            "contentType": spec.content_type.value,
+            "destination": spec.target_dir,
+            "group": spec.file_group,
+            "mode": spec.file_mode,
+            "name": spec.name,
+            "overwrite": spec.overwrite,
+            "owner": spec.file_owner,
+            "signature": signature(content),
+            "taskID": task.invoke_id,
+            "timeout": spec.timeout,
+        },
+        "output": dict(OUTPUT),
+    }
+
+
+def read_file_report(kind: str, query: Mapping[str, str]) -> FileReport:
+    """A `task/<kind>?taskType=sendfile` report: `status` and lower-case `errorcode` on finish, `param` on invalid."""
+    return FileReport(
+        kind=kind,
+        task_id=query.get("taskId", ""),
+        status=query.get("status", ""),
+        error_code=_int(query.get("errorcode"), _int(query.get("errorCode"))),
+        param=query.get("param", ""),
     )

@@ -1,0 +1,220 @@
+"""SendFile on the agent: write a file from the task list's `file` list, atomically, exactly once.
+
+An entry is `{"task": {content, contentType, destination, group, mode, name, overwrite, owner, signature,
+taskID, timeout}, "output": {…}}` (agent-protocol §1.10). Results go out as the official agent sends them:
+`task/finish?taskId&status=Success|Failed&taskType=sendfile&errorcode=N` for codes up to 4, otherwise
+`task/invalid?taskId&taskType=sendfile&param=<key>&value=<…>`, with the official agent's codes and keys.
+
+Unlike the official agent, the write is atomic and never exposes the file with looser rights than asked:
+the content goes to a temporary file in the target directory that is created readable by its creator
+only (before umask), given its owner, group and final mode, and only then filled, fsynced and renamed over
+the target (or, without `overwrite`, linked to it, which fails if the name was taken meanwhile); then the
+directory is fsynced. Owner and group are looked up before anything is written. The journal makes the
+write happen at most once per task: a restart in the middle of it reports the task interrupted
+(ExecutionInterrupted) instead of writing again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import grp
+import hashlib
+import logging
+import os
+import pwd
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudassist.agent.identity import fsync_dir
+from cloudassist.agent.journal import Journal
+from cloudassist.domain.files import INVALID_PARAM, AgentCode
+
+log = logging.getLogger("cloudassist.agent.sendfile")
+#: The journal's invokeVersion for file tasks (they have none; their `f-` ids never collide with `t-` ones).
+JOURNAL_VERSION = 1
+DEFAULT_DIR = "/root"
+Put = Callable[..., Any]
+A = AgentCode
+
+
+@dataclass(frozen=True)
+class FileOrder:
+    """A `file` entry of the task list, read leniently (the official agent's `SendFileTaskInfo`)."""
+
+    task_id: str
+    name: str
+    destination: str
+    content: str  #: Base64
+    signature: str  #: MD5 (hex) of `content`
+    mode: str = ""
+    owner: str = ""
+    group: str = ""
+    overwrite: bool = False
+    content_type: str = ""
+    timeout: int = 60
+
+    @classmethod
+    def parse(cls, entry: Mapping[str, Any]) -> FileOrder:
+        """KeyError/TypeError/ValueError if the entry has no usable taskID."""
+        task = entry["task"]
+        task_id = task["taskID"]
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError("no taskID")
+        overwrite = task.get("overwrite", False)
+        if isinstance(overwrite, str):
+            overwrite = overwrite.strip().lower() == "true"
+        return cls(
+            task_id=task_id,
+            name=str(task.get("name") or ""),
+            destination=str(task.get("destination") or ""),
+            content=str(task.get("content") or ""),
+            signature=str(task.get("signature") or ""),
+            mode=str(task.get("mode") or ""),
+            owner=str(task.get("owner") or ""),
+            group=str(task.get("group") or ""),
+            overwrite=bool(overwrite),
+            content_type=str(task.get("contentType") or ""),
+            timeout=int(task.get("timeout") or 60),
+        )
+
+
+def _ids(owner: str, group: str) -> tuple[int, int] | AgentCode:
+    """The uid and gid to give the file (-1 = leave as created), or the code of an unknown name.
+
+    As the official agent: no owner and no group, or root:root, leaves the file to the agent's user;
+    otherwise a missing one defaults to root."""
+    if (not owner and not group) or (owner == "root" and group == "root" and os.geteuid() != 0):
+        return -1, -1
+    try:
+        uid = pwd.getpwnam(owner or "root").pw_uid
+    except KeyError:
+        return A.INVALID_UID
+    try:
+        gid = grp.getgrnam(group or "root").gr_gid
+    except KeyError:
+        return A.INVALID_GID
+    return uid, gid
+
+
+def write_file(order: FileOrder) -> AgentCode:
+    """Write the file the order describes; the official agent's result code."""
+    name = order.name
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        return A.INVALID_FILE_PATH
+    if not order.content:
+        return A.EMPTY_CONTENT
+    directory = Path(order.destination or DEFAULT_DIR)
+    if not directory.is_absolute() or "\x00" in str(directory):
+        return A.INVALID_FILE_PATH
+    if os.path.lexists(directory) and not directory.is_dir():
+        return A.INVALID_FILE_PATH
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("file task %s: cannot create %s: %s", order.task_id, directory, exc)
+        return A.CREATE_DIR_FAILED
+    try:
+        data = base64.b64decode(order.content, validate=True)
+    except (binascii.Error, ValueError):
+        return A.INVALID_CONTENT
+    digest = hashlib.md5(order.content.encode("ascii", "replace"), usedforsecurity=False).hexdigest()
+    if digest != order.signature.strip().lower():
+        return A.INVALID_SIGNATURE
+    text = order.mode or "0644"
+    if len(text) not in (3, 4) or any(c not in "01234567" for c in text):
+        return A.INVALID_FILE_MODE
+    mode = int(text, 8)
+    ids = _ids(order.owner, order.group)
+    if isinstance(ids, AgentCode):
+        return ids
+    target = directory / name
+    if os.path.lexists(target) and not order.overwrite:
+        return A.FILE_ALREADY_EXIST
+    if target.is_dir() and not target.is_symlink():
+        return A.FILE_CREATE_FAIL
+    return _write(target, data, mode, ids, order.overwrite)
+
+
+def _write(target: Path, data: bytes, mode: int, ids: tuple[int, int], overwrite: bool) -> AgentCode:
+    tmp = target.with_name(f".cloudassist-{uuid.uuid4().hex}.tmp")  # short: the name may be 255 bytes already
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode)
+    except OSError as exc:
+        log.warning("cannot create %s: %s", tmp, exc)
+        return A.FILE_CREATE_FAIL
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if ids != (-1, -1):
+                try:
+                    os.fchown(handle.fileno(), *ids)
+                except OSError:
+                    return A.CHOWN_ERROR
+            try:
+                os.fchmod(handle.fileno(), mode)  # after chown, which clears set-id bits
+            except OSError:
+                return A.CHMOD_ERROR
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)  # fails if the name was taken since we looked
+            except FileExistsError:
+                return A.FILE_ALREADY_EXIST
+    except OSError as exc:
+        log.warning("cannot write %s: %s", target, exc)
+        return A.FILE_CREATE_FAIL
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):
+        fsync_dir(target.parent)
+    return A.SUCCESS
+
+
+def report(order: FileOrder, code: AgentCode) -> tuple[str, dict[str, str]]:
+    """The report of a result, as the official agent sends it: (kind, query)."""
+    if code.finished:
+        status = "Success" if code is A.SUCCESS else "Failed"
+        query = {"taskId": order.task_id, "status": status, "taskType": "sendfile", "errorcode": str(int(code))}
+        return "finish", query
+    value = {
+        A.INVALID_FILE_PATH: order.name,
+        A.FILE_ALREADY_EXIST: order.name,
+        A.INVALID_SIGNATURE: order.signature,
+        A.INVALID_FILE_MODE: order.mode,
+        A.INVALID_GID: order.group,
+        A.INVALID_UID: order.owner,
+    }.get(code, "")
+    return "invalid", {
+        "taskId": order.task_id,
+        "taskType": "sendfile",
+        "param": INVALID_PARAM.get(code, "InvalidFileContent"),
+        "value": value[:255],
+    }
+
+
+def handle(entry: Mapping[str, Any], journal: Journal, put: Put) -> AgentCode | None:
+    """Write one `file` entry and spool its report, at most once per task (None: done before)."""
+    order = FileOrder.parse(entry)
+    if not journal.accept(order.task_id, JOURNAL_VERSION):
+        return None
+    journal.start(order.task_id, JOURNAL_VERSION, time.time())  # durable BEFORE the file is touched
+    try:
+        code = write_file(order)
+    except Exception:  # whatever went wrong, the server hears of it now rather than at the deadline
+        log.exception("file task %s: the write failed", order.task_id)
+        code = A.FILE_CREATE_FAIL
+    kind, query = report(order, code)
+    put(kind, query, b"", final=True)
+    journal.done(order.task_id, JOURNAL_VERSION, kind)
+    log.info("file task %s: %s/%s -> %s (%d)", order.task_id, order.destination, order.name, kind, int(code))
+    return code
