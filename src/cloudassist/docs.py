@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cloudassist.api.rpc.actions import FAMILY, load
+from cloudassist.api.rpc.actions import CLOUD_ASSISTANT, FAMILY, TAGGING, load
 from cloudassist.settings import SETTINGS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -22,9 +22,10 @@ def api_coverage() -> str:
         "",
         "Generated from the action registry by `python -m cloudassist.docs`; do not edit by hand.",
         "",
-        f"{sum(name in actions for name in FAMILY)} of the {len(FAMILY)} Cloud Assistant operations of ECS "
-        "API 2014-05-26 are implemented. The others answer `UnsupportedOperation` (HTTP 400) in the API's "
-        "error format.",
+        f"{sum(name in actions for name in CLOUD_ASSISTANT)} of the {len(CLOUD_ASSISTANT)} Cloud Assistant "
+        "operations of ECS API 2014-05-26 are implemented, and ECS's tagging operations "
+        f"({', '.join(TAGGING)}) for the Cloud Assistant resource types. The others answer "
+        "`UnsupportedOperation` (HTTP 400) in the API's error format.",
         "",
         "| Action | Implemented | Request parameters |",
         "|---|---|---|",

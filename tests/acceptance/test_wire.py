@@ -32,14 +32,14 @@ def test_unknown_action(core: Core) -> None:
 
 
 def test_unimplemented_family_action(tea: EcsClient, core: Core, server: Server) -> None:
-    """SendFile, a Cloud Assistant action this server does not implement yet, is answered with a well-formed
-    error (UnsupportedOperation, 400) that both SDKs read, never a crash or a non-JSON body."""
-    request = ecs.SendFileRequest(region_id=REGION, name="f.txt", content="aGk=", target_dir="/tmp",
-                                  instance_id=server.register())
-    body = fails(lambda: tea.send_file(request), "UnsupportedOperation", 400)
-    assert "SendFile" in body["Message"]
-    core_fails(core.call_error("SendFile", {"Name": "f.txt", "Content": "aGk=", "TargetDir": "/tmp",
-                                            "InstanceId.1": "mi-hz0000nothere"}), "UnsupportedOperation", 400)
+    """InstallCloudAssistant, a Cloud Assistant action this server does not implement (it installs the agent on
+    ECS instances), is answered with a well-formed error (UnsupportedOperation, 400) that both SDKs read, never a
+    crash or a non-JSON body."""
+    request = ecs.InstallCloudAssistantRequest(region_id=REGION, instance_id=[server.register()])
+    body = fails(lambda: tea.install_cloud_assistant(request), "UnsupportedOperation", 400)
+    assert "InstallCloudAssistant" in body["Message"]
+    core_fails(core.call_error("InstallCloudAssistant", {"InstanceId.1": "mi-hz0000nothere"}),
+               "UnsupportedOperation", 400)
 
 
 def test_json_is_the_default_format(core: Core) -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from cloudassist import ids
 from cloudassist.domain import commands as rules
-from cloudassist.domain.commands import Command
+from cloudassist.domain.commands import Command, CommandType
 from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatMode, TerminationMode
 from cloudassist.domain.paging import Page
 from cloudassist.domain.schedules import MAX_FREQUENCY, check_frequency
-from cloudassist.domain.statuses import InvocationStatus, legacy_roll_up, roll_up
+from cloudassist.domain.statuses import InvocationStatus, TaskStatus, legacy_roll_up, roll_up
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
-from cloudassist.services.commands import CommandService, CommandSpec
+from cloudassist.services import quotas
+from cloudassist.services.commands import TASK_ENDED, CommandService, CommandSpec
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.idempotency import Idempotency
 from cloudassist.store.instances import InstanceFilter
@@ -145,13 +147,7 @@ class InvocationService:
         self, tx: Tx, scope: Scope, command: Command, options: RunOptions, targets: Targets, tags: Sequence[Tag]
     ) -> Started:
         instance_ids = await self._resolve_targets(tx, scope, targets)
-        instances = await tx.instances.get_many(scope.account_id, scope.region_id, instance_ids)
-        missing = [i for i in instance_ids if i not in instances]
-        if missing:
-            raise ApiError.of("InvalidInstance.NotFound", f"The specified instance does not exist: {missing[0]}.")
-        wrong_os = [m for m in instances.values() if m.os_family.lower() != command.type.os_type]
-        if wrong_os:
-            raise ApiError.of("InvalidInstance.NotMatch")
+        await self._check_instances(tx, scope, instance_ids, command.type)
         values = rules.check_passed_parameters(options.parameters, command.parameter_names, command.enable_parameter)
         content = rules.render(command.content, values) if command.enable_parameter else command.content
         rules.check_content_size(content)
@@ -183,6 +179,7 @@ class InvocationService:
         )
         if invocation.repeat_mode is RepeatMode.PERIOD:
             check_frequency(invocation.frequency, invocation.timeout, now)
+        await quotas.take_invocation(self.ctx, tx, scope, dry_run=options.repeat_mode is RepeatMode.DRY_RUN)
         if options.repeat_mode is RepeatMode.DRY_RUN:
             return Started(invocation.invoke_id, command.command_id)  # checked everything; nothing runs
         # reboot tasks wait for the instance's next start; everything else waits for its agent
@@ -201,7 +198,6 @@ class InvocationService:
             seq=await tx.accounts.allocate_task_seq(scope.account_id),
             status=task,
             invoke_status=legacy_roll_up(task, statuses).value,
-            client_token=None,
         )
         await tx.results.insert(
             account_id=scope.account_id,
@@ -215,6 +211,17 @@ class InvocationService:
         await tx.tags.add(scope.account_id, "invocation", invocation.invoke_id, tags)
         await tx.commands.count_invocation(command.command_id)
         return Started(invocation.invoke_id, command.command_id, tuple(instance_ids))
+
+    @staticmethod
+    async def _check_instances(tx: Tx, scope: Scope, instance_ids: Sequence[str], command_type: CommandType) -> None:
+        """Every instance exists in the scope and runs the OS the command type is for."""
+        instances = await tx.instances.get_many(scope.account_id, scope.region_id, list(instance_ids))
+        missing = [i for i in instance_ids if i not in instances]
+        if missing:
+            raise ApiError.of("InvalidInstance.NotFound", f"The specified instance does not exist: {missing[0]}.")
+        wrong_os = [m for m in instances.values() if m.os_family.lower() != command_type.os_type]
+        if wrong_os:
+            raise ApiError.of("InvalidInstance.NotMatch")
 
     async def _resolve_targets(self, tx: Tx, scope: Scope, targets: Targets) -> list[str]:
         limit = self.ctx.settings.max_instances_per_call
@@ -236,8 +243,14 @@ class InvocationService:
             raise ApiError.of("InstanceIds.ExceedLimit")
         return unique
 
-    async def describe_invocation_results(self, f: ResultFilter, page: Page) -> ResultPage:
-        """A page of execution records, newest first, within the retention window."""
+    async def describe_invocation_results(
+        self, f: ResultFilter, page: Page, *, include_history: bool = False
+    ) -> ResultPage:
+        """A page of execution records, newest first, within the retention window.
+
+        Without `include_history` only the latest state per instance; with it (the filter names a task)
+        also every ended run of a recurring task, all in one order, paged and retained as one set.
+        """
         now = self.ctx.clock.now()
         async with self.ctx.store.read() as tx:
             newest = await tx.accounts.current_seq(f.account_id)
@@ -249,8 +262,13 @@ class InvocationService:
                     "before_seq": page.position,
                 }
             )
-            rows = await tx.results.list(window, page.offset if not page.token_mode else 0, page.size + 1)
-            total = -1 if page.token_mode else await tx.results.count(window)
+            offset = page.offset if not page.token_mode else 0
+            if include_history:
+                rows = await tx.history.list_with_current(window, offset, page.size + 1)
+                total = -1 if page.token_mode else await tx.history.count_with_current(window)
+            else:
+                rows = await tx.results.list(window, offset, page.size + 1)
+                total = -1 if page.token_mode else await tx.results.count(window)
             invocations = await tx.invocations.get_many(f.account_id, f.region_id, list({r.invoke_id for _, r in rows}))
             tags = await tx.tags.of("invocation", list(invocations))
         more = len(rows) > page.size
@@ -304,12 +322,191 @@ class InvocationService:
             await self.refresh_status(tx, invoke_id)
         self.ctx.notify.kick(told)
 
+    async def modify_invocation_attribute(
+        self, scope: Scope, invoke_id: str, change: Modification, *, idempotency: Idempotency | None
+    ) -> str:
+        """ModifyInvocationAttribute: change a recurring task's content, parameters or schedule, or add
+        instances to it; returns its CommandId (a new command's when the content changed).
+
+        Every record of the task gets the next invoke version; a scheduled task's agents fetch it again
+        (any fetch lists it) and replace the schedule they keep; reboot tasks are fetched afresh at the
+        next boot anyway. Added instances get new records, like InvokeCommand's.
+        """
+        now = self.ctx.clock.now()
+        with modify_errors():
+            if change.frequency is not None and len(change.frequency) > MAX_FREQUENCY:
+                raise ApiError.of("InvalidParam.Frequency")
+        async with self.ctx.store.write() as tx:
+            earlier = None if idempotency is None else await idempotency.claim(tx, scope.account_id, now)
+            if earlier is not None:
+                return earlier["CommandId"]
+            inv = await tx.invocations.get(scope.account_id, scope.region_id, invoke_id)
+            if inv is None:
+                raise ApiError.of("InvalidInvokeId.NotFound", "The specified parameter InvokeId does not exist.")
+            if not inv.repeat_mode.timed:
+                raise ApiError.of("InvalidOperation.RepeatModeUnsupported")
+            results = (await tx.results.of_invocations([invoke_id]))[invoke_id]
+            if roll_up(r.status for r in results) not in MODIFIABLE:
+                raise ApiError.of("InvalidOperation.InvokeAlreadyFinished")
+            with modify_errors():
+                command_id = await self._modify_task(tx, scope, inv, change)
+                await tx.results.modified(
+                    invoke_id, command_id=command_id, redeliver=inv.repeat_mode is RepeatMode.PERIOD, now=now
+                )
+                added = await self._add_instances(tx, scope, inv, command_id, results, change.instance_ids)
+            await self.refresh_status(tx, invoke_id)
+            if idempotency is not None:
+                await idempotency.record(tx, scope.account_id, {"CommandId": command_id})
+        self.ctx.notify.kick([r.instance_id for r in results if not r.status.terminal] + added)
+        return command_id
+
+    async def _modify_task(self, tx: Tx, scope: Scope, inv: Invocation, change: Modification) -> str:
+        """Store the task's new content, parameters and schedule; its CommandId afterwards."""
+        original = await tx.commands.get(scope.account_id, scope.region_id, inv.command_id, hidden=True)
+        command_id, template = inv.command_id, None if original is None else original.content
+        new_content = change.content is not None and change.content != template
+        # EnableParameter describes new content; without new content, false means "parameters unchanged" (A.10)
+        if new_content and change.enable_parameter is not None:
+            enabled = change.enable_parameter
+        else:
+            enabled = inv.enable_parameter or bool(change.enable_parameter)
+        if new_content and change.content is not None:
+            spec = CommandSpec(
+                name=inv.command_name if original is None else original.name,
+                description=inv.command_description,
+                type=inv.command_type,
+                content=change.content,
+                working_dir=inv.working_dir if original is None else original.working_dir,
+                timeout=inv.timeout if original is None else original.timeout,
+                enable_parameter=enabled,
+                launcher=inv.launcher if original is None else original.launcher,
+                resource_group_id=inv.resource_group_id if original is None else original.resource_group_id,
+            )
+            # the new command is kept only if the task's was (InvokeCommand, or RunCommand with KeepCommand)
+            command = self.commands.build(scope, spec, kept=original is not None and original.kept)
+            await self.commands.insert(tx, command, ())
+            await tx.commands.count_invocation(command.command_id)
+            if original is not None and not original.kept:  # the hidden command the task no longer uses
+                await tx.commands.delete(original.command_id)
+            command_id, template = command.command_id, command.content
+        content, values = inv.content, inv.parameters
+        if command_id != inv.command_id or change.parameters is not None or enabled != inv.enable_parameter:
+            if template is None:  # the task's command is gone: there is nothing to fill the parameters into
+                raise ApiError.of("InvalidCommandId.NotFound")
+            names = rules.parameter_names(template) if enabled else []
+            if change.parameters is not None:
+                values = rules.check_passed_parameters(change.parameters, names, enabled)
+            else:
+                values = {k: v for k, v in inv.parameters.items() if k in {n.lower() for n in names}}
+            content = rules.render(template, values) if enabled else template
+            rules.check_content_size(content)
+        frequency = inv.frequency
+        if change.frequency and inv.repeat_mode is RepeatMode.PERIOD:  # it means nothing to reboot tasks
+            check_frequency(change.frequency, inv.timeout, self.ctx.clock.now())
+            frequency = change.frequency
+        await tx.invocations.modify(
+            inv.invoke_id,
+            command_id=command_id,
+            content=content,
+            parameters=values,
+            enable_parameter=enabled,
+            frequency=frequency,
+        )
+        return command_id
+
+    async def _add_instances(
+        self,
+        tx: Tx,
+        scope: Scope,
+        inv: Invocation,
+        command_id: str,
+        results: Sequence[InvocationResult],
+        instance_ids: Sequence[str],
+    ) -> list[str]:
+        """New records for the instances not yet in the task, checked as InvokeCommand checks them."""
+        if not instance_ids:
+            return []
+        wanted = await self._resolve_targets(tx, scope, Targets(instance_ids))
+        present = {r.instance_id for r in results}
+        added = [i for i in wanted if i not in present]
+        if not added:
+            return []
+        if len(present) + len(added) > self.ctx.settings.max_instances_per_call:
+            raise ApiError.of("InstanceIds.ExceedLimit")
+        await self._check_instances(tx, scope, added, inv.command_type)
+        reboot = inv.repeat_mode in (RepeatMode.NEXT_REBOOT_ONLY, RepeatMode.EVERY_REBOOT)
+        first = InvocationStatus.SCHEDULED if reboot else InvocationStatus.PENDING
+        first_seq = await tx.accounts.allocate_seq(scope.account_id, len(added)) - len(added) + 1
+        await tx.results.insert(
+            account_id=scope.account_id,
+            region_id=scope.region_id,
+            invoke_id=inv.invoke_id,
+            command_id=command_id,
+            first_seq=first_seq,
+            items=[NewResult(i, first) for i in added],
+            now=self.ctx.clock.now(),
+            invoke_version=max((r.invoke_version for r in results), default=0) + 1,
+        )
+        return added
+
     @staticmethod
     async def refresh_status(tx: Tx, invoke_id: str) -> None:
         """Recompute a task's roll-up from its results and store it with its legacy twin."""
         statuses = [r.status for r in (await tx.results.of_invocations([invoke_id]))[invoke_id]]
         task = roll_up(statuses)
         await tx.invocations.set_status(invoke_id, task, legacy_roll_up(task, statuses).value)
+        if task in TASK_ENDED:  # a command RunCommand did not keep goes with the end of its task
+            await CommandService.forget_ended(tx, invoke_id)
+
+
+@dataclass(frozen=True)
+class Modification:
+    """What ModifyInvocationAttribute changes; None (or nothing) leaves that attribute as it is."""
+
+    content: bytes | None = None
+    parameters: dict[str, Any] | None = None
+    enable_parameter: bool | None = None
+    frequency: str | None = None
+    instance_ids: Sequence[str] = ()
+
+
+#: A task may be modified while its roll-up is one of these (reference §5.2).
+MODIFIABLE: Final = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SCHEDULED, TaskStatus.STOPPING})
+
+#: The code RunCommand/InvokeCommand/CreateCommand raise → ModifyInvocationAttribute's code for the same fault
+#: (reference §7): the checks are shared, the names differ.
+MODIFY_CODES: Final = {
+    "CmdContent.DecodeError": "InvalidCommandContent.DecodeError",
+    "CmdContent.ExceedLimit": "InvalidCommandContent.LengthLimitExceeded",
+    "CmdParam.EmptyKey": "InvalidParameters.KeyEmpty",
+    "CmdParam.InvalidParamName": "InvalidParameters.KeyMalformed",
+    "CmdParamName.ExceedLimit": "InvalidParameters.KeyLengthLimitExceeded",
+    "CmdParamCount.ExceedLimit": "InvalidParameters.CountLimitExceeded",
+    "CmdCount.ExceedQuota": "CommandLimitExceeded",
+    "Parameter.Disabled": "InvalidParameters.KeyNotMatch",
+    "InvalidParameter.Parameters": "InvalidParameters.KeyEmpty",
+    "ParameterCount.ExceedLimit": "InvalidParameters.CountLimitExceeded",
+    "ParameterKey.ExceedLimit": "InvalidParameters.KeyLengthLimitExceeded",
+    "ParameterType.NotSupported": "InvalidParameters.ValueTypeUnsupported",
+    "ParameterKey.Duplicate": "InvalidParameters.KeyDuplicate",
+    "Parameter.NotMatched": "InvalidParameters.KeyNotMatch",
+    "InvalidInstance.NotFound": "InvalidInstanceId.NotFound",
+    "InvalidInstance.NotMatch": "InvalidInstanceId.OSTypeUnsupported",
+    "InstanceIds.ExceedLimit": "InvalidInstanceId.CountLimitExceeded",
+    "InvalidParam.Frequency": "InvalidParameter.Frequency",
+}
+
+
+@contextmanager
+def modify_errors() -> Iterator[None]:
+    """Raise the shared checks' errors under ModifyInvocationAttribute's codes."""
+    try:
+        yield
+    except ApiError as exc:
+        code = MODIFY_CODES.get(exc.code)
+        if code is None:
+            raise
+        raise ApiError.of(code) from exc
 
 
 def _replace(inv: Invocation, tags: tuple[Tag, ...], results: Sequence[InvocationResult]) -> Invocation:

@@ -15,6 +15,8 @@ from cloudassist.store.accounts import Accounts
 from cloudassist.store.activations import Activations
 from cloudassist.store.commands import Commands
 from cloudassist.store.engine import is_sqlite, make_engine
+from cloudassist.store.files import Files
+from cloudassist.store.history import History
 from cloudassist.store.instances import Instances
 from cloudassist.store.invocations import Invocations
 from cloudassist.store.nonces import Nonces
@@ -50,6 +52,10 @@ class Tx:
         return Results(self.conn)
 
     @property
+    def history(self) -> History:
+        return History(self.conn)
+
+    @property
     def tags(self) -> Tags:
         return Tags(self.conn)
 
@@ -64,6 +70,10 @@ class Tx:
     @property
     def tokens(self) -> ClientTokens:
         return ClientTokens(self.conn)
+
+    @property
+    def files(self) -> Files:
+        return Files(self.conn)
 
 
 class Store:

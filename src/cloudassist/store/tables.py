@@ -112,7 +112,6 @@ invocations = Table(
     #: The roll-up of the results (TaskStatus) and its legacy twin, kept current by the services.
     Column("status", String(16), nullable=False),
     Column("invoke_status", String(16), nullable=False),
-    Column("client_token", String(64), nullable=True),
     Index(None, "account_id", "region_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
@@ -159,6 +158,36 @@ invocation_results = Table(
     Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "record_status", "seq", "creation_time"),
+)
+
+#: One row per ended run of a recurring (Period, EveryReboot) task on an instance: its execution history.
+#: Kept apart from `invocation_results` so the default listing (latest state only) reads its own table
+#: and indexes as before; `seq` comes from the same account sequence, so both tables page and retain as one.
+invocation_history = Table(
+    "invocation_history",
+    metadata,
+    Column("history_id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("invoke_id", String(64), ForeignKey("invocations.invoke_id"), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("command_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("record_status", String(16), nullable=False),
+    Column("exit_code", BigInteger, nullable=True),
+    Column("output", LargeBinary, nullable=False),
+    Column("dropped", BigInteger, nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("start_time", Time, nullable=True),
+    Column("finished_time", Time, nullable=True),
+    Column("stop_time", Time, nullable=True),
+    Column("update_time", Time, nullable=False),
+    Column("creation_time", Time, nullable=False),
+    #: Which run of the schedule this was on the instance (1 for the first).
+    Column("repeats", BigInteger, nullable=False),
+    Column("invoke_version", BigInteger, nullable=False, server_default="1"),
+    Index(None, "invoke_id", "seq", "creation_time"),
 )
 
 tags = Table(
@@ -216,6 +245,66 @@ managed_instances = Table(
     Column("deregistered", Boolean, nullable=False),
     Index(None, "account_id", "region_id", "registration_time"),
     Index(None, "activation_id"),
+)
+
+#: SendFile tasks (`f-…`): the file travels inline, so its bytes are kept with the task.
+file_tasks = Table(
+    "file_tasks",
+    metadata,
+    Column("invoke_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("description", String(512), nullable=False),
+    Column("target_dir", String(255), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("content_type", String(16), nullable=False),
+    Column("file_owner", String(64), nullable=False),
+    Column("file_group", String(64), nullable=False),
+    Column("file_mode", String(8), nullable=False),
+    Column("overwrite", Boolean, nullable=False),
+    Column("timeout", BigInteger, nullable=False),
+    Column("resource_group_id", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    #: The account's task sequence number (shared with command tasks): the listing order and paging key.
+    Column("seq", BigInteger, nullable=False),
+    #: The roll-up of the task's records, kept current by the service.
+    Column("status", String(16), nullable=False),
+    Index(None, "account_id", "region_id", "seq", "creation_time"),
+    Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
+)
+
+#: One row per instance of a file task.
+file_results = Table(
+    "file_results",
+    metadata,
+    Column("result_id", Id, primary_key=True, autoincrement=True),
+    Column("invoke_id", String(64), ForeignKey("file_tasks.invoke_id"), nullable=False, index=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("error_info", String(255), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+    Column("start_time", Time, nullable=True),
+    Column("finish_time", Time, nullable=True),
+    #: When the instance's agent fetched the file.
+    Column("delivered_time", Time, nullable=True),
+    Index(None, "status", "instance_id"),
+    Index(None, "account_id", "region_id", "instance_id"),
+)
+
+#: Tasks (RunCommand/InvokeCommand) created per account, region and UTC day: the daily invocation quota.
+daily_invocations = Table(
+    "daily_invocations",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.account_id"), primary_key=True),
+    Column("region_id", String(64), primary_key=True),
+    #: The UTC day, `YYYY-MM-DD`.
+    Column("day", String(10), primary_key=True),
+    Column("count", BigInteger, nullable=False),
 )
 
 #: Results of requests made with a ClientToken, so a retry returns the same answer.

@@ -1,6 +1,6 @@
 """The registry of actions: name → declared parameters and handler. The only dispatch table.
 
-`FAMILY` lists every operation of the Cloud Assistant family (reference §4); those not in
+`FAMILY` lists every operation of the Cloud Assistant family (reference §4) and ECS's tagging operations; those not in
 `ACTIONS` answer a well-formed error, and `docs/api-coverage.md` is generated from both.
 """
 
@@ -38,7 +38,7 @@ class Action:
 
 ACTIONS: dict[str, Action] = {}
 
-FAMILY: Final = (
+CLOUD_ASSISTANT: Final = (
     "CreateCommand",
     "DescribeCommands",
     "ModifyCommand",
@@ -67,6 +67,9 @@ FAMILY: Final = (
     "DeregisterManagedInstance",
     "ModifyManagedInstance",
 )
+#: ECS's tagging operations, for the ResourceTypes command, invocation, activation and managedinstance.
+TAGGING: Final = ("TagResources", "UntagResources", "ListTagResources")
+FAMILY: Final = CLOUD_ASSISTANT + TAGGING
 
 #: Every action takes RegionId, required (reference §4).
 REGION = Param("RegionId", required=True)
@@ -85,6 +88,6 @@ def action(name: str, *params: Param) -> Callable[[Handler], Handler]:
 
 def load() -> dict[str, Action]:
     """Import every handler module (registering its actions) and return the registry."""
-    from cloudassist.api.rpc.handlers import activations, commands, instances, invocations  # noqa: F401
+    from cloudassist.api.rpc.handlers import activations, commands, files, instances, invocations, tags  # noqa: F401
 
     return ACTIONS
