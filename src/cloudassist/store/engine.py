@@ -36,7 +36,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=10000")
-        _enter_wal(cursor)
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":  # only a new file is switched (it takes a lock)
+            _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # LIKE matches case-sensitively, as on PostgreSQL: `Name=deploy*` never matches "Deploy-web"
