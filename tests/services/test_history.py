@@ -309,3 +309,32 @@ async def test_paging_walks_records_of_both_kinds_interleaved(ctx: Context, cloc
             token = encode_token(str(page.next_seq))
         assert numbered == everything, size
         assert walked == everything, size
+
+
+async def test_a_run_the_sweeper_ends_is_kept_and_the_schedule_goes_on(ctx: Context, clock: FixedClock) -> None:
+    """A run of a schedule that goes unreported past its Timeout and the grace period, while the agent still
+    beats, ends as ExecutionTimeout in the history; the current record goes back to Scheduled (the agent keeps
+    the schedule), the task stays Scheduled, and the late finish of that run is not counted again."""
+    from cloudassist.services.instances import InstanceService
+
+    instance = await register_instance(ctx)
+    invoke_id = await _start(ctx, PERIOD, [instance])
+    delivery = DeliveryService(ctx)
+    await delivery.fetch(instance)
+    start = clock.now()
+    assert await delivery.report(instance, Report("running", invoke_id, start=start, output=b"partial\n"))
+    clock.advance(seconds=SPEC.timeout + ctx.settings.grace_seconds + 1)
+    await InstanceService(ctx).heartbeat(instance, clock.now())
+    assert await delivery.sweep() == 1
+    total, records = await _records(ctx, invoke_id)
+    assert total == 2
+    past, current = records
+    assert (past.status, past.error_code, past.repeats, past.start_time, past.finished_time) == (
+        S.TIMEOUT, ErrorCode.EXECUTION_TIMEOUT, 1, start, clock.now())
+    assert (current.status, current.repeats) == (S.SCHEDULED, 1)
+    assert await _task(ctx, invoke_id) == [(invoke_id, TaskStatus.SCHEDULED, True)]
+    assert await delivery.sweep() == 0
+    late = Report("finish", invoke_id, start=start, end=clock.now(), exit_code=0, output=b"done\n")
+    assert await delivery.report(instance, late)
+    total, _ = await _records(ctx, invoke_id)
+    assert total == 2

@@ -30,6 +30,8 @@ INVALID_PARAMS: Final = {
     "typeinvalid": ErrorCode.COMMAND_NOT_APPLICABLE,
     "type": ErrorCode.COMMAND_NOT_APPLICABLE,
 }
+#: The modes whose task runs again after a run ends: each ended run is a record of the history.
+RECURRING: Final = (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT)
 #: `errCode` of a `task/error` report meaning "this task ran before; its result is lost" (Part 2 §4.5).
 ALREADY_RAN: Final = {"-9", "ExecutionInterrupted"}
 
@@ -140,7 +142,7 @@ class DeliveryService:
             if result.status.terminal:
                 return True
             inv = await tx.invocations.by_id(report.task_id)
-            recurring = inv is not None and inv.repeat_mode in (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT)
+            recurring = inv is not None and inv.repeat_mode in RECURRING
             if recurring and self._already_ended(result, report):
                 return True  # a resent report of a run that has ended and been kept
             new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
@@ -318,6 +320,27 @@ class DeliveryService:
         ended = 0
         async with self.ctx.store.write() as tx:
             for r, status, code in endings:
+                inv = invocations.get(r.invoke_id)
+                if inv is not None and r.status is S.RUNNING and inv.repeat_mode in RECURRING:
+                    # one run of a schedule overran: that run ends (and is kept in the history), the
+                    # schedule goes on, as when the agent reports a run's timeout
+                    changes: dict[str, Any] = {
+                        "error_code": code.value,
+                        "update_time": now,
+                        "finished_time": now,
+                        "repeats": r.repeats + 1,
+                        "run_deadline": None,
+                        "status": S.SCHEDULED.value,
+                    }
+                    if await tx.results.update(r.result_id, expect=r.status, **changes):
+                        seq = await tx.accounts.allocate_seq(inv.account_id, 1)
+                        run = self._run(r, {**changes, "output": r.output, "dropped": r.dropped}, status)
+                        await tx.history.add(
+                            account_id=inv.account_id, region_id=inv.region_id, seq=seq, run=run, now=now
+                        )
+                        await InvocationService.refresh_status(tx, r.invoke_id)
+                        ended += 1
+                    continue
                 changed = await tx.results.update(
                     r.result_id,
                     expect=r.status,
