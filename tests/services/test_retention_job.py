@@ -291,3 +291,36 @@ async def test_the_background_job_runs_every_interval_and_survives_a_failed_pass
             await running
     off = RetentionJob(_with(ctx, retention_interval_seconds=0))
     await asyncio.wait_for(off.keep_running(), 1)  # returns at once
+
+
+async def test_file_tasks_go_after_six_weeks_once_every_record_has_ended(ctx: Context, clock: FixedClock) -> None:
+    """SendFile records are kept six weeks (reference §5.7), longer than execution records: the job leaves a
+    five-week-old file task alone, deletes a seven-week-old ended one with its records and tags, and keeps a
+    seven-week-old one whose record is still pending."""
+    from cloudassist.domain.files import FileSpec
+    from cloudassist.services.files import FileReport, FileService
+    from cloudassist.store.tables import file_results, file_tasks
+
+    scope, instance = await _setup(ctx)
+    files = FileService(ctx)
+    spec = FileSpec(name="app.conf", target_dir="/etc/app", content=b"x=1\n")
+
+    async def sent(*, done: bool) -> str:
+        invoke_id = await files.send_file(scope, spec, [instance], (Tag("k", "v"),), idempotency=None)
+        if done:
+            await files.fetch(instance)
+            assert await files.report(instance, FileReport("finish", invoke_id, status="Success", error_code=0))
+        return invoke_id
+
+    old, stuck = await sent(done=True), await sent(done=False)
+    clock.advance(days=14)
+    young = await sent(done=True)
+    clock.advance(days=35)  # old and stuck are 7 weeks old, young 5 weeks
+    done = await RetentionJob(ctx, pause=False).run_once()
+    assert done.deleted.get("file_results") == 1
+    remaining = await _count(ctx, file_tasks)
+    assert remaining == 2
+    for invoke_id, kept in ((old, False), (stuck, True), (young, True)):
+        assert await _count(ctx, file_tasks, file_tasks.c.invoke_id == invoke_id) == int(kept)
+        assert await _count(ctx, file_results, file_results.c.invoke_id == invoke_id) == int(kept)
+        assert await _count(ctx, tags, tags.c.resource_id == invoke_id) == int(kept)

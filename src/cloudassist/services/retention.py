@@ -9,9 +9,11 @@ this job makes the database forget them, so it does not grow without end. Per pa
    those outside the window that have ended (a record still running is kept whatever its age), and
    stopping at the first row still inside the window;
 2. deletes the tasks (and their tags) that have no record left;
-3. deletes commands RunCommand did not keep that no running task uses (normally gone when their task
+3. deletes file tasks (SendFile) older than their six-week window whose records have all ended, with
+   those records and their tags;
+4. deletes commands RunCommand did not keep that no running task uses (normally gone when their task
    ended; this catches a DryRun's);
-4. forgets ClientTokens older than `client_token_hours` and quota counters of past days.
+5. forgets ClientTokens older than `client_token_hours` and quota counters of past days.
 
 Candidates are read in read transactions; a write transaction only deletes rows by primary key, so
 the write lock (SQLite) is held for one batch at a time, and the job pauses as long as each batch
@@ -28,12 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cloudassist.domain.files import RETENTION as FILE_RETENTION
 from cloudassist.services.commands import TASK_ENDED
 from cloudassist.services.context import Context
 from cloudassist.services.quotas import utc_day
 from cloudassist.store.quotas import Quotas
 from cloudassist.store.retention import TRIMMED, Retention, Row, Trimmed
-from cloudassist.store.tables import commands
+from cloudassist.store.tables import commands, file_results, file_tasks
 
 log = logging.getLogger("cloudassist.retention")
 
@@ -86,6 +89,7 @@ class RetentionJob:
                 await self._trim(t, done, cutoff, floors, None, None)
         for account_id in sorted(floors):
             await self._forget_commands(done, account_id, now - timedelta(hours=1))
+            await self._forget_files(done, account_id, now - FILE_RETENTION)
         await self._forget_tokens(done, now - timedelta(hours=self.ctx.settings.client_token_hours))
         async with self._writing(done) as retention:
             await Quotas(retention.conn).forget_days_before(utc_day(now - timedelta(days=1)))
@@ -141,6 +145,23 @@ class RetentionJob:
                     break
                 async with self._writing(done) as retention:
                     done.commands += await retention.delete_commands(found)
+                if len(found) < self.batch:
+                    break
+
+    async def _forget_files(self, done: Pass, account_id: int, before: datetime) -> None:
+        """File tasks (SendFile) past their six-week window, once every record of theirs has ended."""
+        async with self.ctx.store.read() as tx:
+            regions = await Retention(tx.conn).regions(file_tasks, account_id)
+        for region_id in regions:
+            while True:
+                async with self.ctx.store.read() as tx:
+                    found = await Retention(tx.conn).old_file_tasks(account_id, region_id, before, self.batch)
+                if not found:
+                    break
+                async with self._writing(done) as retention:
+                    records = await retention.delete_file_tasks(found)
+                done.deleted[file_results.name] = done.deleted.get(file_results.name, 0) + records
+                done.tasks += len(found)
                 if len(found) < self.batch:
                     break
 

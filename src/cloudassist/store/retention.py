@@ -26,6 +26,8 @@ from cloudassist.store.tables import (
     accounts,
     client_tokens,
     commands,
+    file_results,
+    file_tasks,
     invocation_history,
     invocation_results,
     invocations,
@@ -199,3 +201,29 @@ class Retention(Repository):
             )
             deleted += int(result.rowcount)
         return deleted
+
+    async def old_file_tasks(self, account_id: int, region_id: str, before: datetime, limit: int) -> list[str]:
+        """The oldest file tasks of an account's region created before `before` whose every record has ended
+        (walked by the task index, oldest first)."""
+        f, r = file_tasks.c, file_results.c
+        open_ = select(r.result_id).where(r.invoke_id == f.invoke_id, r.status.in_(["Pending", "Running"]))
+        stmt = (
+            select(f.invoke_id)
+            .where(f.account_id == account_id, f.region_id == region_id, f.creation_time < before, ~open_.exists())
+            .order_by(f.seq)
+            .limit(limit)
+        )
+        return [row[0] for row in await self.conn.execute(stmt)]
+
+    async def delete_file_tasks(self, invoke_ids: Sequence[str]) -> int:
+        """Delete file tasks with their per-instance records and tags; how many records went."""
+        if not invoke_ids:
+            return 0
+        wanted = list(invoke_ids)
+        await self.conn.execute(
+            delete(tags).where(tags.c.resource_type == "invocation", tags.c.resource_id.in_(wanted))
+        )
+        gone = await self.conn.execute(delete(file_results).where(file_results.c.invoke_id.in_(wanted)))
+        records = int(gone.rowcount)
+        await self.conn.execute(delete(file_tasks).where(file_tasks.c.invoke_id.in_(wanted)))
+        return records
