@@ -89,6 +89,30 @@ def test_list_by_tag_and_page_with_next_token(tea: EcsClient, server: Server) ->
     assert set(raw) == {"RequestId", "NextToken", "TagResources"}
 
 
+def test_tag_filter_by_key_pattern_and_by_values(tea: EcsClient) -> None:
+    """TagFilter.N.TagKey matches keys exactly, by prefix or infix; TagFilter.N.TagValues.N (with an exact key)
+    keeps only resources whose value matches any of the value patterns; a value pattern with a wildcard key is
+    InvalidParameter.TagFilter."""
+    marker = unique("tf")
+    prod, staging, other = (create(tea) for _ in range(3))
+    tag(tea, "command", [prod], **{marker: "production"})
+    tag(tea, "command", [staging], **{marker: "staging"})
+    tag(tea, "command", [other], **{f"{marker}-x": "production"})
+
+    def by(key: str, values: list[str] | None = None) -> set[str]:
+        found = listed(tea, "command", None, tag_filter=[ecs.ListTagResourcesRequestTagFilter(tag_key=key,
+                                                                                              tag_values=values)])
+        return {r[1] for r in found}
+
+    assert by(marker) == {prod, staging}
+    assert by(f"{marker}*") == {prod, staging, other}
+    assert by(marker, ["production"]) == {prod}
+    assert by(marker, ["prod*"]) == {prod}
+    assert by(marker, ["*tag*", "production"]) == {prod, staging}
+    assert by(marker, ["nothing"]) == set()
+    fails(lambda: by(f"{marker}*", ["prod*"]), "InvalidParameter.TagFilter", 400)
+
+
 def test_core_sdk_tags_activations_and_pages(core: Core, server: Server) -> None:
     """aliyunsdkcore's TagResourcesRequest/ListTagResourcesRequest/UntagResourcesRequest on an activation and a
     managed instance; MaxResults=1 pages row by row through NextToken."""

@@ -67,9 +67,15 @@ class TagQuery:
 
 @dataclass(frozen=True)
 class KeyPattern:
-    """`TagFilter.N.TagKey` of ListTagResources: `env` (exact), `env*` (prefix) or `*env*` (infix)."""
+    """`TagFilter.N.TagKey` of ListTagResources: `env` (exact), `env*` (prefix) or `*env*` (infix); with
+    `TagFilter.N.TagValues.N` the key is exact and the values (any of them, each in the same three forms)."""
 
     text: str
+    values: tuple[str, ...] = ()
+
+    @property
+    def value_patterns(self) -> tuple[KeyPattern, ...]:
+        return tuple(KeyPattern(v) for v in self.values)
 
     @property
     def infix(self) -> bool:
@@ -140,15 +146,21 @@ def check_tag_queries(raw: list[dict[str, str]]) -> tuple[TagQuery, ...]:
 
 
 def check_key_patterns(raw: list[dict[str, str]]) -> tuple[KeyPattern, ...]:
-    """`TagFilter.N.TagKey` of ListTagResources: 1 to 5 key patterns, each 1 to 128 characters."""
+    """`TagFilter.N.TagKey` (and `.TagValues.N`) of ListTagResources: 1 to 5 key patterns, each 1 to 128
+    characters, with up to 5 value patterns each for an exact key."""
     if len(raw) > MAX_TAG_FILTERS:
         raise ApiError.of("InvalidParameter.TagFilter")
     patterns = []
     for item in raw:
         text = item.get("TagKey") or ""
+        values = tuple(item.get("TagValues") or ())
         if not text.strip("*") or len(text) > 128:
             raise ApiError.of("InvalidParameter.TagFilter")
-        patterns.append(KeyPattern(text))
+        if values and (text != KeyPattern(text).core or len(values) > MAX_TAG_FILTERS):
+            raise ApiError.of("InvalidParameter.TagFilter")  # values need an exact key; at most 5 of them
+        if any(not v.strip("*") or len(v) > 128 for v in values):
+            raise ApiError.of("InvalidParameter.TagFilter")
+        patterns.append(KeyPattern(text, values))
     return tuple(patterns)
 
 

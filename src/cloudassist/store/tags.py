@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Column, ColumnElement, Table, delete, insert, or_, select, tuple_
+from sqlalchemy import Column, ColumnElement, Table, and_, delete, insert, or_, select, tuple_
 
 from cloudassist.domain.tags import KeyPattern, Tag, TagQuery
 from cloudassist.store._base import Repository
@@ -132,14 +132,10 @@ class Tags(Repository):
                 match.append(T.tag_value == query.value)
             where.append(T.resource_id.in_(select(T.resource_id).where(*match)))
         for pattern in f.key_patterns:
-            key_match: ColumnElement[bool]
-            if pattern.infix:
-                key_match = T.tag_key.like(f"%{_like(pattern.core)}%", escape="\\")
-            elif pattern.prefix:
-                key_match = T.tag_key.like(f"{_like(pattern.core)}%", escape="\\")
-            else:
-                key_match = T.tag_key == pattern.core
-            where.append(T.resource_id.in_(select(T.resource_id).where(*mine, key_match)))
+            found = _matching(T.tag_key, pattern)
+            if pattern.values:
+                found = and_(found, or_(*(_matching(T.tag_value, v) for v in pattern.value_patterns)))
+            where.append(T.resource_id.in_(select(T.resource_id).where(*mine, found)))
         if f.after is not None:
             where.append(tuple_(T.resource_id, T.tag_key) > tuple_(*f.after))
         stmt = select(T.resource_id, T.tag_key, T.tag_value).where(*where)
@@ -150,6 +146,15 @@ class Tags(Repository):
         await self.conn.execute(
             delete(tags).where(tags.c.resource_type == resource_type, tags.c.resource_id == resource_id)
         )
+
+
+def _matching(column: ColumnElement[str], pattern: KeyPattern) -> ColumnElement[bool]:
+    """`column` matches `pattern` exactly, by prefix (`env*`) or by infix (`*env*`)."""
+    if pattern.infix:
+        return column.like(f"%{_like(pattern.core)}%", escape="\\")
+    if pattern.prefix:
+        return column.like(f"{_like(pattern.core)}%", escape="\\")
+    return column == pattern.core
 
 
 def tagged_with(

@@ -29,7 +29,8 @@ class Param:
     """One request parameter of an action.
 
     `error` replaces the generic InvalidParameter.<Name> for a value of the wrong type (the seed's
-    InvalidParam.PageSize, say); `fields` names the keys of each object in an `objects` list.
+    InvalidParam.PageSize, say); `fields` names the keys of each object in an `objects` list, and
+    `list_fields` those of its keys that are lists themselves (`TagFilter.N.TagValues.M`).
     """
 
     name: str
@@ -38,12 +39,14 @@ class Param:
     error: str | None = None
     fields: tuple[str, ...] = ("Key", "Value")
     max_items: int | None = None
+    list_fields: tuple[str, ...] = ()
 
     def invalid(self) -> ApiError:
         return ApiError.of(self.error) if self.error else ApiError.invalid(self.name)
 
 
-_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\.(?P<index>\d{1,6})(?:\.(?P<field>[A-Za-z]+))?$")
+#: `Name.N`, `Name.N.Field` and `Name.N.Field.M` (a list inside an object, e.g. `TagFilter.1.TagValues.2`).
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\.(?P<index>\d{1,6})(?:\.(?P<field>[A-Za-z]+(?:\.\d{1,6})?))?$")
 
 
 def read(params: tuple[Param, ...], raw: Mapping[str, str]) -> dict[str, Any]:
@@ -92,10 +95,25 @@ def _read_list(param: Param, items: dict[int, dict[str, str]], raw: Mapping[str,
     ordered = [items[i] for i in sorted(items) if i >= 1]
     if param.kind == "list":
         return [item[""] for item in ordered if "" in item and item[""] != ""]
-    unknown = {f for item in ordered for f in item} - set(param.fields)
+    unknown = {f for item in ordered for f in item if "." not in f} - set(param.fields)
+    unknown |= {f.split(".")[0] for item in ordered for f in item if "." in f} - set(param.list_fields)
     if unknown:
         raise ApiError.invalid(param.name, f"Unknown field {sorted(unknown)[0]!r}.")
-    return [dict(item) for item in ordered]
+    return [_nested(item) for item in ordered]
+
+
+def _nested(item: dict[str, str]) -> dict[str, Any]:
+    """An object's fields, a `Field.M` list among them gathered as `Field` (in the order of M, empty values
+    dropped)."""
+    result: dict[str, Any] = {k: v for k, v in item.items() if "." not in k}
+    lists: dict[str, dict[int, str]] = {}
+    for key, value in item.items():
+        if "." in key:
+            name, _, index = key.partition(".")
+            lists.setdefault(name, {})[int(index)] = value
+    for name, values in lists.items():
+        result[name] = [values[i] for i in sorted(values) if values[i] != ""]
+    return result
 
 
 def _read_scalar(param: Param, text: str) -> Any:

@@ -47,7 +47,7 @@ async def untag_resources(call: Call) -> dict[str, Any]:
     RESOURCE_TYPE,
     RESOURCE_IDS,
     Param("Tag", "objects"),
-    Param("TagFilter", "objects", fields=("TagKey",)),
+    Param("TagFilter", "objects", fields=("TagKey",), list_fields=("TagValues",)),
     Param("NextToken"),
     Param("MaxResults", "int", error="InvalidParameter.MaxResults"),
 )
