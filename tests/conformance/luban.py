@@ -292,7 +292,7 @@ class Agent:
             headers.update(signing if signing is not None else self.sign())
         return connect(f"wss://{self.server.agent_endpoint}/luban/notify_server", ssl=trust(self.server),
                        additional_headers=headers, user_agent_header=self.user_agent, compression=None, proxy=None,
-                       open_timeout=10, ping_interval=None, close_timeout=2)
+                       open_timeout=30, ping_interval=None, close_timeout=2)
 
 
 def wait_for_kick(ws: ClientConnection, timeout: float = 10.0) -> str:
