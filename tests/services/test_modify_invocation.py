@@ -109,10 +109,12 @@ async def test_a_content_change_makes_a_new_command_and_a_new_version_listed_on_
     assert command is not None
     assert command.content == b"printf {{greeting}}"
     assert not command.kept
+    assert await delivery.waiting() == {instance}  # a lost kick is sent again by the sweeper and heart-beats
     again = await delivery.fetch(instance)
     assert [(o.invocation.invoke_id, o.result.invoke_version, o.invocation.content) for o in again.run] == [
         (invoke_id, 2, b"printf hi")]
     assert (await delivery.fetch(instance)).run == []
+    assert await delivery.waiting() == set()
 
 
 async def test_the_new_command_is_kept_when_the_tasks_was(ctx: Context) -> None:
@@ -160,6 +162,7 @@ async def test_a_reboot_task_can_be_modified_and_is_fetched_at_the_next_boot(ctx
     inv, results = await _task(ctx, invoke_id)
     assert (inv.content, inv.frequency, results[0].invoke_version) == (b"echo boot", "", 2)
     delivery = DeliveryService(ctx)
+    assert await delivery.waiting(instance) == set()  # nothing to kick for: it waits for a boot
     assert (await delivery.fetch(instance)).run == []
     booted = await delivery.fetch(instance, startup=True, cold_start=True)
     assert [(o.result.invoke_version, o.invocation.content) for o in booted.run] == [(2, b"echo boot")]

@@ -208,9 +208,15 @@ class Results(Repository):
         return [result_of(row) for row in await self.conn.execute(stmt)]
 
     async def waiting_instances(self, instance_id: str | None = None, limit: int = 10_000) -> set[str]:
-        """Instances with work not yet fetched, or stops not yet confirmed (worth a kick)."""
+        """Instances with work not yet fetched, or stops not yet confirmed (worth a kick): Pending records never
+        fetched, Stopping records, and records of a schedule modified since its agent last fetched it."""
+        modified = select(invocations.c.invoke_id).where(
+            invocations.c.invoke_id == R.invoke_id, invocations.c.repeat_mode == "Period"
+        )
         stmt = select(R.instance_id).where(
-            ((R.status == "Pending") & R.delivered_time.is_(None)) | (R.status == "Stopping")
+            ((R.status == "Pending") & R.delivered_time.is_(None))
+            | (R.status == "Stopping")
+            | (R.status.in_(["Scheduled", "Running"]) & R.delivered_time.is_(None) & modified.exists())
         )
         if instance_id is not None:
             stmt = stmt.where(R.instance_id == instance_id)
