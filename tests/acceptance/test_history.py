@@ -65,9 +65,10 @@ def test_include_history_returns_every_run_with_its_own_output_and_status(tea: E
     invoke_id, (first, _second) = periodic
     page = results(tea, invoke_id=invoke_id, include_history=True, content_encoding="PlainText", page_size=50)
     assert page.total_count == 6
-    assert records(page) == [("Success", "b1\n", 1), ("Success", "a3\n", 3), ("Failed", "a2\n", 2),
-                             ("Success", "a1\n", 1), ("Scheduled", "b1\n", 1), ("Scheduled", "a3\n", 3)]
-    failed = page.invocation_results.invocation_result[2]
+    # newest first; a current record stands for its instance's newest run, so it lists before that run
+    assert records(page) == [("Scheduled", "b1\n", 1), ("Success", "b1\n", 1), ("Scheduled", "a3\n", 3),
+                             ("Success", "a3\n", 3), ("Failed", "a2\n", 2), ("Success", "a1\n", 1)]
+    failed = page.invocation_results.invocation_result[4]
     assert (failed.exit_code, failed.error_code, failed.invoke_record_status, failed.instance_id) == (
         2, "ExitCodeNonzero", "Finished", first)
     assert failed.start_time < failed.finished_time
@@ -105,7 +106,7 @@ def test_include_history_pages_by_page_number_and_next_token(tea: EcsClient, per
 def test_include_history_filters(tea: EcsClient, periodic: tuple[str, list[str]]) -> None:
     invoke_id, (_first, second) = periodic
     page = results(tea, invoke_id=invoke_id, include_history=True, instance_id=second, content_encoding="PlainText")
-    assert records(page) == [("Success", "b1\n", 1), ("Scheduled", "b1\n", 1)]
+    assert records(page) == [("Scheduled", "b1\n", 1), ("Success", "b1\n", 1)]
     running = results(tea, invoke_id=invoke_id, include_history=True, invoke_record_status="Running")
     assert running.total_count == 2  # the two current (Scheduled) records; every past run is legacy Finished
 
@@ -120,7 +121,7 @@ def test_include_history_through_aliyunsdkcore(core: Core, periodic: tuple[str, 
     body = core.send(request)
     found = body["Invocation"]["InvocationResults"]["InvocationResult"]
     assert (body["Invocation"]["TotalCount"], len(found)) == (6, 5)
-    assert [r["Output"] for r in found] == ["b1\n", "a3\n", "a2\n", "a1\n", "b1\n"]
+    assert [r["Output"] for r in found] == ["b1\n", "b1\n", "a3\n", "a3\n", "a2\n"]
     round_trips(ecs.DescribeInvocationResultsResponseBody, body)
 
 
@@ -260,7 +261,7 @@ def test_a_real_agents_runs_are_kept_and_a_modification_reaches_it(tea_v3: EcsCl
     wait_for(lambda: current(tea_v3, invoke_id).invocation_status in ("Terminated", "Cancelled") or None, 20,
              "the stop")
     records = history()
-    *past, now = records
+    now, *past = records
     assert now.invocation_status in ("Terminated", "Cancelled")
     assert [r.repeats for r in past] == list(range(len(past), 0, -1))
     assert now.repeats == len(past)

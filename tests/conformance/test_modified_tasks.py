@@ -40,5 +40,5 @@ def test_a_modified_periodic_task_is_listed_again_with_invoke_version_2(agent: A
                                              "ContentEncoding": "PlainText"})["Invocation"]
     found = body["InvocationResults"]["InvocationResult"]
     assert [(r["InvocationStatus"], r["Output"], r["Repeats"]) for r in found] == [
-        ("Success", "run 2\n", 2), ("Success", "run 1\n", 1), ("Scheduled", "run 2\n", 2)]
+        ("Scheduled", "run 2\n", 2), ("Success", "run 2\n", 2), ("Success", "run 1\n", 1)]
     assert body["TotalCount"] == 3

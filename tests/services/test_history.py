@@ -77,12 +77,12 @@ async def _periodic_with_three_runs(ctx: Context, clock: FixedClock) -> tuple[st
 async def test_every_ended_run_is_kept_with_its_own_output_codes_times_and_status(ctx: Context,
                                                                                   clock: FixedClock) -> None:
     """Three runs (exit 0, exit 3, timeout) leave three history records, newest first, each with its own output,
-    exit code, error code, start and finish, status and run number, and the current record still Scheduled with
-    Repeats 3 and the last run's output."""
+    exit code, error code, start and finish, status and run number, after the current record (first: it stands
+    for the newest run), still Scheduled with Repeats 3 and the last run's output."""
     instance, invoke_id, starts = await _periodic_with_three_runs(ctx, clock)
     total, records = await _records(ctx, invoke_id)
     assert total == 4
-    *past, current = records
+    current, *past = records
     assert [(r.status, r.output, r.exit_code, r.error_code, r.repeats) for r in past] == [
         (S.TIMEOUT, b"three\n", 1, ErrorCode.EXECUTION_TIMEOUT, 3),
         (S.FAILED, b"two\n", 3, ErrorCode.EXIT_CODE_NONZERO, 2),
@@ -139,28 +139,29 @@ async def test_filters_apply_to_history_records(ctx: Context, clock: FixedClock)
 
 
 async def test_history_records_count_toward_retention_by_count(ctx: Context, clock: FixedClock) -> None:
-    """Each kept run takes the account's next record number: with the count at 2 only the two newest runs are
-    visible, and the oldest records (the current one, made at the start, and run 1) fall out of the window."""
+    """Each kept run takes the account's next record number, and the current record the one after it: with the
+    count at 2 the current record and the newest run are visible, runs 1 and 2 have fallen out of the window."""
     _, invoke_id, _ = await _periodic_with_three_runs(ctx, clock)
     small = dataclasses.replace(ctx, settings=ctx.settings.replace(retention_count=2))
     total, records = await _records(small, invoke_id)
     assert total == 2
-    assert [r.output for r in records] == [b"three\n", b"two\n"]
-    assert (await _records(small, invoke_id, history=False))[0] == 0
+    assert [(r.status, r.output) for r in records] == [(S.SCHEDULED, b"three\n"), (S.TIMEOUT, b"three\n")]
+    assert (await _records(small, invoke_id, history=False))[0] == 1
 
 
 async def test_history_records_leave_the_retention_window_by_age(ctx: Context, clock: FixedClock) -> None:
-    """A run's record is dated when the run ended and is hidden 14 days later, like every record."""
+    """A run's record is dated when the run ended and is hidden 14 days later, like every record; the current
+    record is dated by the newest run."""
     instance = await register_instance(ctx)
     invoke_id = await _start(ctx, PERIOD, [instance])
     await DeliveryService(ctx).fetch(instance)
     old_end = await _run(ctx, clock, instance, invoke_id, b"old\n") + timedelta(seconds=10)
     clock.advance(days=10)
     await _run(ctx, clock, instance, invoke_id, b"new\n")
-    clock.current = old_end + timedelta(days=14, seconds=-1)  # the current record, made earlier, is hidden now
-    assert [r.output for r in (await _records(ctx, invoke_id))[1]] == [b"new\n", b"old\n"]
+    clock.current = old_end + timedelta(days=14, seconds=-1)
+    assert [r.output for r in (await _records(ctx, invoke_id))[1]] == [b"new\n", b"new\n", b"old\n"]
     clock.advance(seconds=2)
-    assert [r.output for r in (await _records(ctx, invoke_id))[1]] == [b"new\n"]
+    assert [r.output for r in (await _records(ctx, invoke_id))[1]] == [b"new\n", b"new\n"]
 
 
 async def test_a_resent_report_of_an_ended_run_is_not_kept_twice(ctx: Context, clock: FixedClock) -> None:
@@ -178,7 +179,7 @@ async def test_a_resent_report_of_an_ended_run_is_not_kept_twice(ctx: Context, c
     assert await delivery.report(instance, Report("running", invoke_id, start=start))
     total, records = await _records(ctx, invoke_id)
     assert total == 2
-    assert [(r.status, r.repeats) for r in records] == [(S.SUCCESS, 1), (S.SCHEDULED, 1)]
+    assert [(r.status, r.repeats) for r in records] == [(S.SCHEDULED, 1), (S.SUCCESS, 1)]
 
 
 async def test_every_reboot_runs_are_kept_too(ctx: Context, clock: FixedClock) -> None:
@@ -191,8 +192,8 @@ async def test_every_reboot_runs_are_kept_too(ctx: Context, clock: FixedClock) -
         assert [o.invocation.invoke_id for o in listed.run] == [invoke_id]
         await _run(ctx, clock, instance, invoke_id, boot)
     _total, records = await _records(ctx, invoke_id)
-    assert [(r.status, r.output) for r in records] == [(S.SUCCESS, b"boot 2\n"), (S.SUCCESS, b"boot 1\n"),
-                                                        (S.SCHEDULED, b"boot 2\n")]
+    assert [(r.status, r.output) for r in records] == [(S.SCHEDULED, b"boot 2\n"), (S.SUCCESS, b"boot 2\n"),
+                                                        (S.SUCCESS, b"boot 1\n")]
 
 
 async def test_a_run_killed_by_a_stop_is_kept_as_terminated(ctx: Context, clock: FixedClock) -> None:
@@ -210,7 +211,7 @@ async def test_a_run_killed_by_a_stop_is_kept_as_terminated(ctx: Context, clock:
                                            result="killed"))
     _, records = await _records(ctx, invoke_id)
     assert [(r.status, r.output, r.repeats) for r in records] == [
-        (S.TERMINATED, b"partial", 2), (S.SUCCESS, b"one\n", 1), (S.TERMINATED, b"partial", 2)]
+        (S.TERMINATED, b"partial", 2), (S.TERMINATED, b"partial", 2), (S.SUCCESS, b"one\n", 1)]
 
 
 async def test_a_stop_between_runs_adds_no_record(ctx: Context, clock: FixedClock) -> None:
@@ -224,7 +225,7 @@ async def test_a_stop_between_runs_adds_no_record(ctx: Context, clock: FixedCloc
     await delivery.report(instance, Report("stopped", invoke_id, start=start, end=start + timedelta(seconds=10),
                                            result="killed"))
     _, records = await _records(ctx, invoke_id)
-    assert [(r.status, r.repeats) for r in records] == [(S.SUCCESS, 1), (S.TERMINATED, 1)]
+    assert [(r.status, r.repeats) for r in records] == [(S.TERMINATED, 1), (S.SUCCESS, 1)]
 
 
 async def _task(ctx: Context, invoke_id: str, **filters: object) -> list[tuple[str, TaskStatus, bool]]:
@@ -289,8 +290,8 @@ async def test_paging_walks_records_of_both_kinds_interleaved(ctx: Context, cloc
     total, everything = await _records(ctx, invoke_id)
     assert total == 5
     assert [(r.instance_id, r.status, r.output) for r in everything] == [
-        (second, S.SUCCESS, b"3\n"), (first, S.SUCCESS, b"2\n"), (second, S.SCHEDULED, b"3\n"),
-        (first, S.SUCCESS, b"1\n"), (first, S.SCHEDULED, b"2\n")]
+        (second, S.SCHEDULED, b"3\n"), (second, S.SUCCESS, b"3\n"), (first, S.SCHEDULED, b"2\n"),
+        (first, S.SUCCESS, b"2\n"), (first, S.SUCCESS, b"1\n")]
     scope = await _scope(ctx)
     f = ResultFilter(scope.account_id, scope.region_id, not_before=clock.now(), min_seq=0, invoke_id=invoke_id)
     service = InvocationService(ctx)
@@ -328,7 +329,7 @@ async def test_a_run_the_sweeper_ends_is_kept_and_the_schedule_goes_on(ctx: Cont
     assert await delivery.sweep() == 1
     total, records = await _records(ctx, invoke_id)
     assert total == 2
-    past, current = records
+    current, past = records
     assert (past.status, past.error_code, past.repeats, past.start_time, past.finished_time) == (
         S.TIMEOUT, ErrorCode.EXECUTION_TIMEOUT, 1, start, clock.now())
     assert (current.status, current.repeats) == (S.SCHEDULED, 1)
@@ -338,3 +339,22 @@ async def test_a_run_the_sweeper_ends_is_kept_and_the_schedule_goes_on(ctx: Cont
     assert await delivery.report(instance, late)
     total, _ = await _records(ctx, invoke_id)
     assert total == 2
+
+
+async def test_a_schedule_that_keeps_running_is_never_pushed_out_of_the_window(ctx: Context,
+                                                                               clock: FixedClock) -> None:
+    """With room for 5 records, a task running every 5 minutes for three weeks (more runs than the window holds,
+    and longer than its two weeks): its current record stays visible, newest first, before its history."""
+    ctx = dataclasses.replace(ctx, settings=ctx.settings.replace(retention_count=5))
+    instance = await register_instance(ctx)
+    invoke_id = await _start(ctx, PERIOD, [instance])
+    await DeliveryService(ctx).fetch(instance)
+    for _ in range(6):
+        await _run(ctx, clock, instance, invoke_id, b"tick\n")
+    clock.advance(days=21)
+    await _run(ctx, clock, instance, invoke_id, b"late\n")
+    total, records = await _records(ctx, invoke_id)
+    assert [(r.status, r.repeats) for r in records] == [(S.SCHEDULED, 7), (S.SUCCESS, 7)]
+    assert total == 2
+    total, records = await _records(ctx, invoke_id, history=False)
+    assert [(r.status, r.output) for r in records] == [(S.SCHEDULED, b"late\n")]

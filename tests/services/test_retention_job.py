@@ -128,6 +128,26 @@ async def test_records_still_running_are_kept_whatever_their_age(ctx: Context, c
     assert await _count(ctx, invocations, invocations.c.invoke_id == ended) == 0
 
 
+async def test_an_ended_record_of_a_task_still_going_is_kept(ctx: Context) -> None:
+    """A task on two instances: one record has ended (Cancelled), the other is Pending. Beyond the count window
+    the job keeps the ended record (the task's roll-up is made from its records: deleting it would turn the
+    task's outcome into the survivor's alone); once the task is over, both go."""
+    ctx = _with(ctx, retention_count=2)
+    scope, instance = await _setup(ctx)
+    other = await register_instance(ctx)
+    started = await InvocationService(ctx).run_command(scope, SPEC, ONCE, Targets([instance, other]), (),
+                                                       keep_command=False, idempotency=None)
+    await InvocationService(ctx).stop_invocation(scope, started.invoke_id, [instance])
+    for _ in range(3):
+        await _ended(ctx, scope, instance)
+    await RetentionJob(ctx, pause=False).run_once()
+    assert await _count(ctx, invocation_results, invocation_results.c.invoke_id == started.invoke_id) == 2
+    await InvocationService(ctx).stop_invocation(scope, started.invoke_id, [other])
+    await RetentionJob(ctx, pause=False).run_once()
+    assert await _count(ctx, invocation_results, invocation_results.c.invoke_id == started.invoke_id) == 0
+    assert await _count(ctx, invocations, invocations.c.invoke_id == started.invoke_id) == 0
+
+
 async def test_history_of_recurring_tasks_is_trimmed_too(ctx: Context, clock: FixedClock) -> None:
     """The ended runs of a Period task past the window are deleted from the history; its current record and the
     task itself stay while it runs."""

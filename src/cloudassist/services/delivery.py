@@ -16,6 +16,7 @@ from cloudassist.domain.output import append
 from cloudassist.domain.statuses import ERROR_STATUS, ErrorCode, InvocationStatus, can_transition
 from cloudassist.services.context import Context
 from cloudassist.services.invocations import InvocationService
+from cloudassist.store.store import Tx
 
 S = InvocationStatus
 Kind = Literal["running", "finish", "timeout", "error", "stopped", "invalid"]
@@ -193,13 +194,21 @@ class DeliveryService:
                         run = self._run(result, changes, status)
             changed = await tx.results.update(result.result_id, expect=result.status, **changes)
             if run is not None and inv is not None and changed:
-                seq = await tx.accounts.allocate_seq(inv.account_id, 1)
-                await tx.history.add(account_id=inv.account_id, region_id=inv.region_id, seq=seq, run=run, now=now)
+                await self._archive(tx, inv, result.result_id, run, now)
             if "status" in changes:
                 await InvocationService.refresh_status(tx, result.invoke_id)
                 if InvocationStatus(str(changes["status"])).terminal:
                     await tx.instances.count_invocation(instance_id, now)
         return True
+
+    @staticmethod
+    async def _archive(tx: Tx, inv: Invocation, result_id: int, run: InvocationResult, now: datetime) -> None:
+        """Keep an ended run of a schedule as a history record, and renumber the current record after it: the
+        current record stands for the newest run, so the retention window (the account's newest records, the
+        last two weeks) never hides it while its schedule goes on, and it lists before its own history."""
+        last = await tx.accounts.allocate_seq(inv.account_id, 2)
+        await tx.history.add(account_id=inv.account_id, region_id=inv.region_id, seq=last - 1, run=run, now=now)
+        await tx.results.update(result_id, seq=last, creation_time=now)
 
     @staticmethod
     def _in_run(result: InvocationResult) -> bool:
@@ -333,11 +342,8 @@ class DeliveryService:
                         "status": S.SCHEDULED.value,
                     }
                     if await tx.results.update(r.result_id, expect=r.status, **changes):
-                        seq = await tx.accounts.allocate_seq(inv.account_id, 1)
                         run = self._run(r, {**changes, "output": r.output, "dropped": r.dropped}, status)
-                        await tx.history.add(
-                            account_id=inv.account_id, region_id=inv.region_id, seq=seq, run=run, now=now
-                        )
+                        await self._archive(tx, inv, r.result_id, run, now)
                         await InvocationService.refresh_status(tx, r.invoke_id)
                         ended += 1
                     continue

@@ -39,6 +39,7 @@ from cloudassist.store.retention import TRIMMED, Retention, Row, Trimmed
 from cloudassist.store.tables import commands, file_results, file_tasks
 
 log = logging.getLogger("cloudassist.retention")
+TASK_ENDED_VALUES = frozenset(s.value for s in TASK_ENDED)
 
 
 @dataclass
@@ -120,6 +121,11 @@ class RetentionJob:
                 if row.finished:
                     doomed.append(row)
                 after = row.seq if t.by_region else row.key
+            if doomed and t.status is not None:
+                # a record of a task still going is kept: the task's roll-up is made from its records
+                async with self.ctx.store.read() as tx:
+                    ended = await Retention(tx.conn).ended_tasks([r.invoke_id for r in doomed], TASK_ENDED_VALUES)
+                doomed = [r for r in doomed if r.invoke_id in ended]
             if doomed:
                 await self._delete(t, done, doomed)
             if inside or len(rows) < self.batch:

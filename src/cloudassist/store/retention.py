@@ -133,6 +133,14 @@ class Retention(Repository):
             return 0
         return int((await self.conn.execute(delete(t.table).where(t.col(t.key).in_(list(keys))))).rowcount)
 
+    async def ended_tasks(self, invoke_ids: Sequence[str], ended: frozenset[str]) -> set[str]:
+        """Those of the tasks whose roll-up is one of `ended` (the task is over)."""
+        i = invocations.c
+        rows = await self.conn.execute(
+            select(i.invoke_id).where(i.invoke_id.in_(list(set(invoke_ids))), i.status.in_(sorted(ended)))
+        )
+        return {r[0] for r in rows}
+
     async def drop_empty_tasks(self, invoke_ids: Sequence[str]) -> int:
         """Delete those tasks (and their tags) that have no execution record left in any trimmed table."""
         if not invoke_ids:
