@@ -224,3 +224,18 @@ def test_a_repeated_client_token_returns_the_first_task_and_changed_parameters_a
     assert send("x") == first
     assert [t.vm_count for t in describe(tea_v3, instance_id=instance).invocations.invocation] == [1]
     fails(lambda: send("y"), "IdempotentParameterMismatch", 403)
+
+
+def test_blank_base64_content_and_a_mode_with_a_newline_are_refused_and_create_no_task(
+        tea_v3: EcsClient, server: Server) -> None:
+    """Base64 Content that decodes to no bytes is FileContent.DecodeError (not an empty file), and a FileMode
+    followed by a newline is FileMode.Invalid; neither leaves a file task behind."""
+    [instance] = server.register()
+    name = unique("refused")
+    base: dict[str, Any] = {"region_id": REGION, "instance_id": [instance], "name": name, "target_dir": "/tmp"}
+    for blank in ("   ", "\n"):
+        request = ecs.SendFileRequest(**base, content=blank, content_type="Base64")
+        fails(lambda: tea_v3.send_file(request), "FileContent.DecodeError", 400)  # noqa: B023 - called at once
+    fails(lambda: tea_v3.send_file(ecs.SendFileRequest(**base, content="x", file_mode="0644\n")),
+          "FileMode.Invalid", 400)
+    assert describe(tea_v3, name=name).invocations.invocation == []

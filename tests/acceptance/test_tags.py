@@ -203,3 +203,24 @@ def test_another_account_cannot_see_or_tag_the_resources(tea_v3: EcsClient, serv
     assert listed(theirs, "command", [command_id]) == []
     assert listed(theirs, "command", None, tag=[ecs.ListTagResourcesRequestTag(key="owner")]) == []
     assert listed(tea_v3, "command", [command_id]) == [("command", command_id, "owner", "me")]
+
+
+def test_untag_with_neither_tag_key_nor_all_removes_nothing(tea: EcsClient) -> None:
+    """ECS documents TagKey.N and All as optional (All=false by default, "valid only when TagKey.N is not
+    specified") and lists no MissingParameter error for UntagResources, so a call with neither succeeds and
+    removes nothing; All=false with no keys likewise."""
+    command_id = create(tea)
+    tag(tea, "command", [command_id], env="prod")
+    for extra in ({}, {"all": False}):
+        response = tea.untag_resources(ecs.UntagResourcesRequest(
+            region_id=REGION, resource_type="command", resource_id=[command_id], **extra))
+        assert response.status_code == 200
+        assert listed(tea, "command", [command_id]) == [("command", command_id, "env", "prod")]
+
+
+def test_tags_decoded_from_json_with_a_surrogate_or_nul_are_refused(core: Core) -> None:
+    """Tag.N sent as a JSON array whose decoded text holds a lone surrogate or a NUL is InvalidParameter.Tag
+    (400), not a database error."""
+    for raw in ('[{"Key": "\\ud800", "Value": "v"}]', '[{"Key": "a\\u0000b", "Value": "v"}]'):
+        core_fails(core.call_error("ListTagResources", {"ResourceType": "command", "Tag": raw}),
+                   "InvalidParameter.Tag", 400)

@@ -345,3 +345,60 @@ async def test_invalid_utf8_is_refused(api: Api) -> None:
         reply = api.check(response, "JSON")
         assert reply.status == 400, reply.body
         assert str(reply.code).startswith("InvalidParameter")
+
+
+async def test_json_decoded_surrogate_or_nul_is_refused(api: Api) -> None:
+    """A lone UTF-16 surrogate or a NUL that only appears once a JSON value is decoded (a JSON-array list, a
+    Tag object, a Parameters object) is refused with the parameter's own 400 error, as a NUL sent directly
+    is; neither database ever sees it."""
+    command_id = await create_command(api, "tagged")
+    content = base64.b64encode(b"echo {{name}}").decode()
+    param_command = (await api.ok("CreateCommand", {"Name": "p", "Type": "RunShellScript",
+                                                    "CommandContent": content, "EnableParameter": "true"}))
+    invoke_id = (await api.ok("InvokeCommand", {"CommandId": param_command["CommandId"], "InstanceId.1": LINUX_1,
+                                                "Parameters": '{"name": "x"}', "Frequency": "0 0 1 * * ?",
+                                                "RepeatMode": "Period"}))["InvokeId"]
+    run = {"Type": "RunShellScript", "CommandContent": "echo {{name}}", "EnableParameter": "true"}
+    cases = [
+        ("RunCommand", {**run, "InstanceId": '["\\ud800"]'}, "InvalidParameter.InstanceId"),
+        ("RunCommand", {**run, "InstanceId": '["i-\\u0000"]'}, "InvalidParameter.InstanceId"),
+        ("TagResources", {"ResourceType": "command", "ResourceId": f'["{command_id}"]',
+                          "Tag": '[{"Key": "\\ud800", "Value": "v"}]'}, "InvalidParameter.Tag"),
+        ("TagResources", {"ResourceType": "command", "ResourceId.1": command_id,
+                          "Tag": '[{"Key": "k", "Value": "\\udfff"}]'}, "InvalidParameter.Tag"),
+        ("ListTagResources", {"ResourceType": "command", "Tag": '[{"Key": "a\\u0000b"}]'}, "InvalidParameter.Tag"),
+        ("RunCommand", {**run, "InstanceId.1": LINUX_1, "Parameters": '{"name": "\\ud800"}'},
+         "InvalidParameter.Parameters"),
+        ("RunCommand", {**run, "InstanceId.1": LINUX_1, "Parameters": '{"name": ["a\\u0000"]}'},
+         "InvalidParameter.Parameters"),
+        ("RunCommand", {**run, "InstanceId.1": LINUX_1, "Parameters": "{'name': '\\x00'}"},
+         "InvalidParameter.Parameters"),
+        ("ModifyInvocationAttribute", {"InvokeId": invoke_id, "Parameters": '{"\\ud800": "x"}'},
+         "InvalidParameter.Parameters"),
+        ("ModifyInvocationAttribute", {"InvokeId": invoke_id, "Parameters": '{"name": "a\\u0000b"}'},
+         "InvalidParameter.Parameters"),
+    ]
+    for action, params, code in cases:
+        reply = await api.call(action, params)
+        assert (reply.status, reply.code) == (400, code), (action, params, reply.body)
+
+
+async def test_next_token_with_nul_is_refused(api: Api) -> None:
+    """A ListTagResources NextToken that decodes to a NUL-carrying key is InvalidParameter.NextToken, not a
+    database error."""
+    command_id = await create_command(api, "tagged")
+    for raw in (b"\x00\nk", b"c-1\nk\x00"):
+        token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        reply = await api.call("ListTagResources", {"ResourceType": "command", "ResourceId.1": command_id,
+                                                    "NextToken": token})
+        assert (reply.status, reply.code) == (400, "InvalidParameter.NextToken"), raw
+
+
+async def test_json_null_in_an_object_item_is_absent(api: Api) -> None:
+    """`null` for a field of a JSON-array object item is an absent (empty) value, not the text "None"."""
+    command_id = await create_command(api, "tagged")
+    await api.ok("TagResources", {"ResourceType": "command", "ResourceId.1": command_id,
+                                  "Tag": '[{"Key": "a", "Value": null}]'})
+    body = await api.ok("ListTagResources", {"ResourceType": "command", "ResourceId.1": command_id})
+    rows = body["TagResources"]["TagResource"]
+    assert [(r["TagKey"], r["TagValue"]) for r in rows] == [("a", "")]

@@ -151,3 +151,17 @@ def test_finish_reports_map_to_status_code_and_info(status: str, code: int | Non
 def test_invalid_reports_map_to_invalid_with_the_documented_texts(param: str, expected: tuple) -> None:
     outcome = invalid_outcome(param)
     assert (outcome.status, outcome.code, outcome.info) == (S.INVALID, *expected)
+
+
+def test_file_mode_with_a_trailing_newline_is_refused() -> None:
+    """FileMode must be 3 or 4 octal digits and nothing else: a trailing newline is not let through."""
+    for mode in ("0644\n", "644\n", "0644\r\n", "\n0644"):
+        assert code_of(check_spec, spec(file_mode=mode), 86_400) == ("FileMode.Invalid", 400), repr(mode)
+    check_spec(spec(file_mode="644"), 86_400)
+
+
+def test_base64_content_that_decodes_to_nothing_is_refused() -> None:
+    """Base64 Content that holds no bytes (empty or blank) is FileContent.DecodeError, not an empty file."""
+    for content in ("", "   ", "\n", "\t \n"):
+        assert code_of(decode, content, ContentType.BASE64) == ("FileContent.DecodeError", 400), repr(content)
+    assert decode("QQ==", ContentType.BASE64) == b"A"

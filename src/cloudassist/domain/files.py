@@ -33,7 +33,7 @@ DEFAULT_MODE: Final = "0644"
 DEFAULT_OWNER: Final = "root"
 #: File-sending records are kept six weeks (reference §5.7).
 RETENTION: Final = timedelta(weeks=6)
-_MODE = re.compile(r"^[0-7]{3,4}$")
+_MODE = re.compile(r"[0-7]{3,4}")
 
 S = InvocationStatus
 #: The statuses a file record can take (reference §5.5); the task's roll-up adds PartialFailed.
@@ -206,7 +206,7 @@ def parse_content_type(value: str | None) -> ContentType:
 
 
 def decode(content: str, content_type: ContentType) -> bytes:
-    """The file's bytes from `Content`; at most 32 KB once Base64-encoded."""
+    """The file's bytes from `Content`; at most 32 KB once Base64-encoded, and Base64 must hold some."""
     if content_type is ContentType.BASE64:
         if len(content.strip()) > MAX_CONTENT_BASE64:
             raise ApiError.of("FileSize.ExceedLimit")
@@ -214,6 +214,8 @@ def decode(content: str, content_type: ContentType) -> bytes:
             raw = base64.b64decode(content.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise ApiError.of("FileContent.DecodeError") from None
+        if not raw:
+            raise ApiError.of("FileContent.DecodeError")  # nothing to decode: no file, not an empty one
     else:
         raw = content.encode("utf-8", "surrogateescape")
     if len(base64.b64encode(raw)) > MAX_CONTENT_BASE64:
@@ -239,7 +241,7 @@ def check_spec(spec: FileSpec, max_timeout: int) -> None:
     target = spec.target_dir
     if len(target) > MAX_TARGET_DIR or "\x00" in target or not (target.startswith("/") or _windows_absolute(target)):
         raise ApiError.of("FileTargetDir.Invalid")
-    if not _MODE.match(spec.file_mode):
+    if not _MODE.fullmatch(spec.file_mode):
         raise ApiError.of("FileMode.Invalid")
     for value, which in ((spec.file_owner, "FileOwner"), (spec.file_group, "FileGroup")):
         if not value or len(value) > MAX_OWNER or not value.isprintable() or any(c in value for c in ":/ "):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cloudassist.domain.text import storable, storable_value
 from cloudassist.errors import ApiError
 
 Kind = Literal["str", "int", "bool", "list", "objects", "json"]
@@ -87,9 +88,11 @@ def _read_list(param: Param, items: dict[int, dict[str, str]], raw: Mapping[str,
         if not isinstance(decoded, list):
             raise param.invalid()
         items = {
-            i + 1: ({"": str(v)} if not isinstance(v, dict) else {k: str(x) for k, x in v.items()})
+            i + 1: ({"": _text(param, v)} if not isinstance(v, dict) else {k: _text(param, x) for k, x in v.items()})
             for i, v in enumerate(decoded)
         }
+        if not all(storable(field) for item in items.values() for field in item):
+            raise param.invalid()
     if param.max_items is not None and len(items) > param.max_items:
         raise param.invalid()
     ordered = [items[i] for i in sorted(items) if i >= 1]
@@ -100,6 +103,15 @@ def _read_list(param: Param, items: dict[int, dict[str, str]], raw: Mapping[str,
     if unknown:
         raise ApiError.invalid(param.name, f"Unknown field {sorted(unknown)[0]!r}.")
     return [_nested(item) for item in ordered]
+
+
+def _text(param: Param, value: Any) -> str:
+    """A JSON item's value as the flattened form would carry it: `null` is absent (""), and the text must be
+    storable (no NUL, no lone surrogate) like every raw parameter."""
+    text = "" if value is None else str(value)
+    if not storable(text):
+        raise param.invalid()
+    return text
 
 
 def _nested(item: dict[str, str]) -> dict[str, Any]:
@@ -144,6 +156,6 @@ def _read_json(param: Param, text: str) -> dict[str, Any]:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             raise param.invalid() from None
-    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value) or not storable_value(value):
         raise param.invalid()
     return value

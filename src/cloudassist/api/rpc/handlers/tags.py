@@ -15,6 +15,7 @@ from cloudassist.domain.tags import (
     check_tag_queries,
     check_tags,
 )
+from cloudassist.domain.text import storable
 from cloudassist.errors import ApiError
 from cloudassist.services.tags import DEFAULT_PAGE, MAX_PAGE, TagService
 
@@ -81,7 +82,8 @@ def _after(token: str | None) -> tuple[str, str] | None:
     """The (ResourceId, TagKey) a NextToken continues after; anything else is InvalidParameter.NextToken."""
     if not token:
         return None
-    rid, sep, key = decode_token(token).partition("\n")
-    if not sep or not rid:
+    after = decode_token(token)
+    rid, sep, key = after.partition("\n")
+    if not sep or not rid or not storable(after):
         raise ApiError.of("InvalidParameter.NextToken")
     return rid, key
