@@ -113,6 +113,7 @@ class DeliveryService:
         async with self.ctx.store.write() as tx:
             open_ = await tx.results.for_instance(instance_id, [S.PENDING, S.RUNNING, S.SCHEDULED])
             stopping = await tx.results.for_instance(instance_id, [S.STOPPING])
+            await tx.invocations.lock(r.invoke_id for r in open_)
             invocations = await tx.invocations.by_ids(list({r.invoke_id for r in [*open_, *stopping]}))
             run = []
             for result in open_:
@@ -137,6 +138,7 @@ class DeliveryService:
         now = self.ctx.clock.now()
         limit = self.ctx.settings.output_limit_bytes
         async with self.ctx.store.write() as tx:
+            await tx.invocations.lock([report.task_id])
             result = await tx.results.current(report.task_id, instance_id)
             if result is None:
                 return False
@@ -328,6 +330,7 @@ class DeliveryService:
                 endings.append((r, status or ERROR_STATUS[code or ErrorCode.NONE], code or ErrorCode.NONE))
         ended = 0
         async with self.ctx.store.write() as tx:
+            await tx.invocations.lock(r.invoke_id for r, _, _ in endings)
             for r, status, code in endings:
                 inv = invocations.get(r.invoke_id)
                 if inv is not None and r.status is S.RUNNING and inv.repeat_mode in RECURRING:

@@ -295,7 +295,8 @@ class InvocationService:
         """Cancel what has not started; ask agents to stop what is running (Stopping → Terminated)."""
         now = self.ctx.clock.now()
         async with self.ctx.store.write() as tx:
-            invocation = await tx.invocations.get(scope.account_id, scope.region_id, invoke_id)
+            # locked first: a ModifyInvocationAttribute adding records waits, or is waited for
+            invocation = await tx.invocations.get(scope.account_id, scope.region_id, invoke_id, lock=True)
             if invocation is None:
                 raise ApiError.of("InvalidInvokeId.NotFound")
             results = (await tx.results.of_invocations([invoke_id]))[invoke_id]
@@ -340,7 +341,8 @@ class InvocationService:
             earlier = None if idempotency is None else await idempotency.claim(tx, scope.account_id, now)
             if earlier is not None:
                 return earlier["CommandId"]
-            inv = await tx.invocations.get(scope.account_id, scope.region_id, invoke_id)
+            # locked before its records are read: concurrent modifies and StopInvocation take turns
+            inv = await tx.invocations.get(scope.account_id, scope.region_id, invoke_id, lock=True)
             if inv is None:
                 raise ApiError.of("InvalidInvokeId.NotFound", "The specified parameter InvokeId does not exist.")
             if not inv.repeat_mode.timed:

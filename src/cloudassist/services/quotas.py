@@ -32,7 +32,13 @@ async def take_invocation(ctx: Context, tx: Tx, scope: Scope, *, dry_run: bool =
 
 
 async def check_commands(ctx: Context, tx: Tx, account_id: int, region_id: str) -> None:
-    """Refuse one more kept command when the region holds `command_quota` already (0: no limit)."""
+    """Refuse one more kept command when the region holds `command_quota` already (0: no limit).
+
+    The count is taken under the region's kept-commands lock, held until `tx` ends, so concurrent
+    creators are counted one after another: the caller must insert its command within `tx`."""
     quota = ctx.settings.command_quota
-    if quota > 0 and await tx.commands.count_kept(account_id, region_id) >= quota:
+    if quota <= 0:
+        return
+    await tx.commands.lock_kept(account_id, region_id)
+    if await tx.commands.count_kept(account_id, region_id) >= quota:
         raise ApiError.of("CmdCount.ExceedQuota")

@@ -40,8 +40,10 @@ class TagService:
     async def tag_resources(
         self, scope: Scope, resource_type: str, resource_ids: Sequence[str], items: Sequence[Tag]
     ) -> None:
-        """Add the tags to every resource, all or none: a key it has takes the new value; ≤ 20 tags each."""
+        """Add the tags to every resource, all or none: a key it has takes the new value; ≤ 20 tags each.
+        Concurrent calls on one resource take turns (its tags are locked before they are counted)."""
         async with self.ctx.store.write() as tx:
+            await tx.tags.lock(resource_type, resource_ids)
             await self._require(tx, scope, resource_type, resource_ids)
             current = {}
             for resource_id in resource_ids:

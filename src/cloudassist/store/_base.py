@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+#: Namespaces of `Repository.serialise` (one per kind of key, so keys of two kinds never collide).
+LOCK_TAGS: Final = 1
+LOCK_KEPT_COMMANDS: Final = 2
 
 
 class Repository:
@@ -17,6 +21,19 @@ class Repository:
     @property
     def dialect(self) -> str:
         return self.conn.dialect.name
+
+    async def serialise(self, namespace: int, key: str) -> None:
+        """Wait until no other transaction holds (`namespace`, `key`), then hold it until this one ends.
+
+        PostgreSQL: a transaction-scoped advisory lock on (namespace, hashtext(key)) — the two-key lock
+        space, apart from the migrations' one-key lock; a hash collision only makes two keys wait for each
+        other. SQLite needs nothing: a writing transaction holds the database's write lock from BEGIN.
+        Take several keys in a fixed order (sorted), so two transactions cannot wait for each other.
+        """
+        if self.dialect == "postgresql":
+            await self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"), {"namespace": namespace, "key": key}
+            )
 
     async def insert_or_skip(self, table: Table, values: dict[str, Any]) -> bool:
         """Insert `values` unless the primary key exists; True when the row was inserted."""

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Row, delete, func, select, update
 from cloudassist.clock import utc
 from cloudassist.domain.commands import Command, CommandType
 from cloudassist.domain.tags import Tag
-from cloudassist.store._base import Repository
+from cloudassist.store._base import LOCK_KEPT_COMMANDS, Repository
 from cloudassist.store.tables import commands
 from cloudassist.store.tags import tagged_with
 
@@ -77,6 +77,11 @@ class Commands(Repository):
 
     async def count_kept(self, account_id: int, region_id: str) -> int:
         return await self.count(CommandFilter(account_id, region_id))
+
+    async def lock_kept(self, account_id: int, region_id: str) -> None:
+        """Hold the account's kept commands in the region until the transaction ends: another transaction
+        that counts them (to add one within the quota) waits until this one has committed its own."""
+        await self.serialise(LOCK_KEPT_COMMANDS, f"{account_id}/{region_id}")
 
     async def update(self, command_id: str, **values: Any) -> None:
         await self.conn.execute(update(commands).where(commands.c.command_id == command_id).values(**values))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -80,17 +80,28 @@ class Invocations(Repository):
             )
         )
 
-    async def get(self, account_id: int, region_id: str, invoke_id: str) -> Invocation | None:
-        row = (
-            await self.conn.execute(
-                select(invocations).where(
-                    invocations.c.invoke_id == invoke_id,
-                    invocations.c.account_id == account_id,
-                    invocations.c.region_id == region_id,
-                )
-            )
-        ).first()
+    async def get(self, account_id: int, region_id: str, invoke_id: str, *, lock: bool = False) -> Invocation | None:
+        """The account's invocation in the region; with `lock`, its row stays locked until the transaction
+        ends (PostgreSQL; SQLite's writers hold the write lock), so calls that change the task take turns."""
+        stmt = select(invocations).where(
+            invocations.c.invoke_id == invoke_id,
+            invocations.c.account_id == account_id,
+            invocations.c.region_id == region_id,
+        )
+        if lock and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = (await self.conn.execute(stmt)).first()
         return None if row is None else _invocation(row)
+
+    async def lock(self, invoke_ids: Iterable[str]) -> None:
+        """Lock these tasks' rows until the transaction ends, in invoke-id order (PostgreSQL; SQLite's writers
+        hold the write lock). Every path that changes a task's records takes its task's lock first — the
+        agent's fetches and reports, the sweeper, StopInvocation, ModifyInvocationAttribute — so two of them
+        never wait for each other's rows in opposite orders."""
+        ids = sorted(set(invoke_ids))
+        if ids and self.dialect == "postgresql":
+            stmt = select(invocations.c.invoke_id).where(invocations.c.invoke_id.in_(ids))
+            await self.conn.execute(stmt.order_by(invocations.c.invoke_id).with_for_update())
 
     async def by_id(self, invoke_id: str) -> Invocation | None:
         """An invocation by id alone: for the agent face, whose instance fixes account and region."""

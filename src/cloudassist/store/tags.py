@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Column, ColumnElement, Table, and_, delete, insert, or_, select, tuple_
+from sqlalchemy import Column, ColumnElement, Executable, Table, and_, delete, insert, or_, select, tuple_
 
 from cloudassist.domain.tags import KeyPattern, Tag, TagQuery
-from cloudassist.store._base import Repository
+from cloudassist.store._base import LOCK_TAGS, Repository
 from cloudassist.store.tables import activations, commands, file_tasks, invocations, managed_instances, tags
 
 T = tags.c
@@ -103,10 +103,44 @@ class Tags(Repository):
             found.update(row[0] for row in rows)
         return found
 
+    async def lock(self, resource_type: str, resource_ids: Sequence[str]) -> None:
+        """Hold the tags of these resources until the transaction ends: another transaction that reads them
+        to change them (TagResources' 20-tag check) waits until this one has committed. Call it before reading."""
+        for resource_id in sorted(set(resource_ids)):  # one order for every caller: no two wait for each other
+            await self.serialise(LOCK_TAGS, f"{resource_type}/{resource_id}")
+
     async def put(self, account_id: int, resource_type: str, resource_id: str, items: Sequence[Tag]) -> None:
-        """Set these tags on the resource: a key it has already takes the new value."""
-        await self.remove(resource_type, resource_id, [t.key for t in items])
-        await self.add(account_id, resource_type, resource_id, items)
+        """Set these tags on the resource: a key it has already takes the new value (an upsert, so a key
+        another transaction has just added is overwritten, never a primary-key conflict)."""
+        values = {t.key: t.value for t in items}  # a key given twice: the last value
+        if not values:
+            return
+        rows = [
+            {
+                "account_id": account_id,
+                "resource_type": resource_type,
+                "resource_id": resource_id,
+                "tag_key": key,
+                "tag_value": value,
+            }
+            for key, value in values.items()
+        ]
+        key = [T.resource_type, T.resource_id, T.tag_key]
+        if self.dialect == "postgresql":  # each dialect's module is imported only when used
+            from sqlalchemy.dialects import postgresql
+
+            pg = postgresql.insert(tags).values(rows)
+            upsert: Executable = pg.on_conflict_do_update(
+                index_elements=key, set_={"tag_value": pg.excluded.tag_value, "account_id": pg.excluded.account_id}
+            )
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            lite = sqlite.insert(tags).values(rows)
+            upsert = lite.on_conflict_do_update(
+                index_elements=key, set_={"tag_value": lite.excluded.tag_value, "account_id": lite.excluded.account_id}
+            )
+        await self.conn.execute(upsert)
 
     async def remove(self, resource_type: str, resource_id: str, keys: Sequence[str] | None) -> int:
         """Remove the tags with these keys (every tag when `keys` is None); how many were removed."""
