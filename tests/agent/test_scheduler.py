@@ -388,3 +388,161 @@ async def test_a_run_whose_final_report_was_spooled_is_not_reported_again(tmp_pa
     assert [i.kind for i in reports(second, "t-spool1")] == ["finish"]
     assert [i.query["errCode"] for i in reports(second, "t-spool2")] == ["ExecutionInterrupted"]
     assert second.schedule_journal.get("t-spool1", 1).state == "done"  # type: ignore[union-attr]
+
+
+# ---- review fixes: versions rejected, clock steps back, early stops, ended runs, failures, bounds, zone ----
+
+
+async def test_a_newer_version_that_is_invalid_ends_the_older_schedule(agent: Agent) -> None:
+    for bad in ({"cron": "garbage"}, {"cron": "at(2020-01-01T00:00:00)", "repeat": "At"},
+                {"commandContent": "%%%not base64"}):
+        task = f"t-vbad{len(agent.spool.items())}"
+        agent.dispatch({"run": [entry(task, "echo v1", "Period", "* * * * * ?")]})
+        await wait_reports(agent, task, lambda f: len(finishes(f)) >= 1)
+        newer = entry(task, "echo v2", bad.pop("repeat", "Period"), "* * * * * ?", version=2)
+        newer["task"].update(bad)
+        agent.dispatch({"run": [newer]})
+        assert agent.scheduler.get(task) is None
+        assert (task, 1) not in agent._scheduled
+        assert (task, 1) not in agent._contents
+        await asyncio.sleep(1.3)
+        while agent._runs:  # noqa: ASYNC110 - a v1 run that was going may end
+            await asyncio.sleep(0.05)
+        count = len(reports(agent, task))
+        await asyncio.sleep(1.2)
+        assert len(reports(agent, task)) == count  # v1 no longer runs
+        assert [i.kind for i in reports(agent, task) if i.query["invokeVersion"] == "2"] in (["invalid"], ["error"])
+
+
+class SteppingBack(Recorder):
+    """Each run sets the wall clock back 30 s (an NTP step) while the monotonic clock moves on."""
+
+    async def fire(self, schedule: Schedule, tick: float) -> None:
+        await super().fire(schedule, tick)
+        self.clock.wall -= 30
+        self.clock.mono += 1
+
+
+async def test_a_wall_clock_set_back_during_a_run_never_fires_the_same_tick_again() -> None:
+    clock = FakeClock(T0)
+    rec = SteppingBack(clock, stop_after=3)
+    scheduler = Scheduler(rec.fire, rec.complete, clock=clock)
+    scheduler.add(schedule("0 * * * * ?"))
+    await run_until_done(scheduler, rec)
+    ticks = [tick for _, tick, _ in rec.fired]
+    assert len(ticks) == len(set(ticks)), ticks
+    assert ticks[1] - ticks[0] == 60
+
+
+async def test_an_at_fires_once_even_if_the_clock_is_set_back_after_it() -> None:
+    clock = FakeClock(T0)
+    rec = SteppingBack(clock)
+    scheduler = Scheduler(rec.fire, rec.complete, clock=clock)
+    scheduler.add(schedule("at(2026-06-01T10:00:10)", task_id="t-at"))
+    await asyncio.wait_for(rec.done.wait(), 5)
+    assert len(rec.fired) == 1
+    assert rec.completed == ["t-at"]
+
+
+async def test_a_failing_completion_is_retried_and_a_failing_run_does_not_end_the_schedule() -> None:
+    clock = FakeClock(T0)
+    calls: list[str] = []
+    done = asyncio.Event()
+
+    def complete(s: Schedule) -> None:
+        calls.append(s.task_id)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        done.set()
+
+    fired: list[float] = []
+
+    async def fire(s: Schedule, tick: float) -> None:
+        fired.append(tick)
+        if len(fired) == 1:
+            raise RuntimeError("the run blew up")
+
+    scheduler = Scheduler(fire, complete, clock=clock)
+    scheduler.add(schedule("at(2026-06-01T10:00:10)", task_id="t-at"))
+    scheduler.add(schedule("*/5 * * * * ?", task_id="t-cron"))
+    await asyncio.wait_for(done.wait(), 5)
+    assert calls == ["t-at", "t-at"]
+    assert scheduler.get("t-at") is None
+    for _ in range(50):
+        if len([t for t in fired if t]) >= 3:
+            break
+        await asyncio.sleep(0)
+    await scheduler.close()
+    assert len(fired) >= 3  # the cron schedule went on after its first run failed
+
+
+async def test_a_stop_before_the_run_took_its_first_step_is_reported_and_forgotten(agent: Agent) -> None:
+    agent.dispatch({"run": [entry("t-early1", "echo never", "Once")]})
+    assert ("t-early1", 1) in agent._runs
+    agent._stop_task("t-early1", 1)  # before the event loop ran the new task even once
+    items = await wait_reports(agent, "t-early1", lambda f: len(f) >= 1, 3)
+    assert [(i.kind, i.query["result"]) for i in items] == [("stopped", "killed")]
+    assert agent._runs == {}
+    assert agent.journal.get("t-early1", 1).state == "done"  # type: ignore[union-attr]
+
+
+async def test_a_scheduled_run_reported_invalid_ends_its_schedule(agent: Agent) -> None:
+    agent.dispatch({"run": [entry("t-inv1", "echo x", "Period", "* * * * * ?", workingDirectory="/no/such/dir")]})
+    await wait_reports(agent, "t-inv1", lambda f: any(i.kind == "invalid" for i in f))
+    await asyncio.sleep(1.5)
+    assert [i.kind for i in reports(agent, "t-inv1")] == ["invalid"]
+    assert agent.scheduler.get("t-inv1") is None
+    assert ("t-inv1", 1) not in agent._scheduled
+    agent.dispatch({"run": [entry("t-inv1", "echo x", "Period", "* * * * * ?", workingDirectory="/no/such/dir")]})
+    assert agent.scheduler.get("t-inv1") is None  # listed again: not scheduled again
+
+
+async def test_stops_confirmed_and_entries_skipped_are_remembered_within_a_bound(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudassist.agent import runner
+
+    small = runner.Recent(4)
+    for n in range(10):
+        small.add(("t", n))
+    assert len(small) == 4
+    assert ("t", 9) in small
+    assert ("t", 0) not in small
+    monkeypatch.setattr(runner, "RECENT_LIMIT", 4)
+    bounded = Agent(agent.identity, agent.state_dir, client=NoServer())  # type: ignore[arg-type]
+    bounded.dispatch({"stop": [entry(f"t-gone{n}", "", "Once") for n in range(10)],
+                      "run": [entry(f"t-odd{n}", "echo", "Weekly") for n in range(10)]})
+    assert len(bounded._stops_sent) == 4
+    assert len(bounded._skipped) == 4
+    assert ("t-gone9", 1) in bounded._stops_sent
+
+
+def test_a_local_zone_without_a_name_is_the_systems_offset_not_utc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: Any
+) -> None:
+    from datetime import timedelta
+
+    from cloudassist.agent import client
+    from cloudassist.domain.schedules import next_run
+
+    copied = tmp_path / "localtime"
+    copied.write_bytes(b"TZif2 a copy, not a link")
+    monkeypatch.setattr(client, "TIMEZONE_FILE", str(tmp_path / "no-timezone"))
+    monkeypatch.setattr(client, "LOCALTIME", str(copied))
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    try:
+        assert client._zone_name() is None
+        assert client._time_zone() == "UTC+05:30"
+        identity = ident.Identity("i-sched0005", "0" * 32, "cn-test", "127.0.0.1:9", "", "", key)
+        made = Agent(identity, tmp_path / "state", client=NoServer())  # type: ignore[arg-type]
+        zone = made.scheduler.zone
+        assert zone.utcoffset(None) == timedelta(hours=5, minutes=30)
+        after = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+        found = next_run("0 0 9 * * ?", after=after, created=after, local_zone=zone)
+        assert found == datetime(2026, 6, 1, 3, 30, tzinfo=UTC)  # 09:00 at +05:30
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        assert client._zone_name() == "Asia/Tokyo"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -80,8 +80,9 @@ def test_the_mode_is_exactly_the_one_asked_for_whatever_the_umask(tmp_path: Path
 def test_the_file_never_has_looser_rights_than_asked_and_is_final_before_it_is_synced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The temp file is created no more open than the final mode, and has the final mode by the time its content
-    is on disk (the official agent writes 0644 first and chmods after)."""
+    """The temp file is created no more open than the final mode, is owner-only while its content is written,
+    and gets the final mode once the content is on disk (the official agent writes 0644 first and chmods
+    after)."""
     created: list[int] = []
     at_sync: list[int] = []
     real_open, real_fsync = os.open, os.fsync
@@ -102,7 +103,7 @@ def test_the_file_never_has_looser_rights_than_asked_and_is_final_before_it_is_s
     assert write_file(order(tmp_path, mode="0600")) is A.SUCCESS
     assert created, "the temp file was never created"
     assert all(m & ~0o600 == 0 for m in created), created
-    assert at_sync == [0o600]
+    assert at_sync == [0o600, 0o600]  # the content, then the final mode
 
 
 def test_an_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
@@ -279,3 +280,94 @@ def test_the_runner_hands_file_entries_to_the_writer(tmp_path: Path) -> None:
     Agent.dispatch(fake, {"file": [entry(tmp_path / "out"), {"task": {}}]})  # type: ignore[arg-type]
     assert (tmp_path / "out" / "app.conf").read_bytes() == b"x=1\n"
     assert [k for k, *_ in puts.items] == ["finish"]
+
+
+# ---- crash leftovers, set-id bits, reports found in the spool at recovery, unreadable entries ----
+
+TASK = "f-hz0000000000000000000a"
+
+
+def agent_on(state: Path) -> Agent:
+    from cloudassist.agent import identity as ident
+
+    identity = ident.Identity("i-file00001", "0" * 32, "cn-test", "127.0.0.1:9", "", "", ident.generate())
+    return Agent(identity, state)
+
+
+def test_set_id_bits_are_added_only_once_the_content_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_sync: list[int] = []
+    real_fsync = os.fsync
+
+    def spy_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            at_sync.append(stat.S_IMODE(info.st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(sendfile.os, "fsync", spy_fsync)
+    assert write_file(order(tmp_path, mode="6755")) is A.SUCCESS
+    assert at_sync[0] & ~0o700 == 0, oct(at_sync[0])  # owner-only, no set-id bit, while the content is written
+    assert stat.S_IMODE((tmp_path / "app.conf").stat().st_mode) == 0o6755 & ~(0 if ROOT else 0o2000)
+
+
+def test_the_temp_file_is_named_after_the_task_and_a_leftover_is_replaced(tmp_path: Path) -> None:
+    leftover = tmp_path / f".cloudassist-{TASK}.tmp"
+    leftover.write_bytes(b"half a file")
+    leftover.chmod(0o4755)
+    assert write_file(order(tmp_path, data=b"whole\n")) is A.SUCCESS
+    assert (tmp_path / "app.conf").read_bytes() == b"whole\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_temp_file_left_by_a_crash_is_removed_at_recovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out"
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def crash(final: Path, tmp: Path, data: bytes, *args: Any) -> AgentCode:
+        final.parent.mkdir(exist_ok=True)
+        tmp.write_bytes(data[:2])
+        tmp.chmod(0o4755)
+        raise SystemExit("the agent is killed mid-write")
+
+    monkeypatch.setattr(sendfile, "_write", crash)
+    with pytest.raises(SystemExit):
+        handle(entry(target), Journal(state / "journal"), Puts())
+    assert leftovers(target) == [f".cloudassist-{TASK}.tmp"]
+    agent = agent_on(state)
+    agent._recover()
+    assert leftovers(target) == []
+    assert not (target / "app.conf").exists()
+    assert [(i.kind, i.query["errCode"]) for i in agent.spool.items()] == [("error", "ExecutionInterrupted")]
+
+
+def test_a_file_report_already_in_the_spool_is_not_reported_again_at_recovery(tmp_path: Path) -> None:
+    """The agent died between spooling a file task's report and journaling it done (file reports carry no
+    invokeVersion and no start): recovery finds the report and adds no second one."""
+    state = tmp_path / "state"
+    state.mkdir()
+    first = agent_on(state)
+    first.journal.accept(TASK, sendfile.JOURNAL_VERSION)
+    first.journal.start(TASK, sendfile.JOURNAL_VERSION, 1.0)
+    kind, query = report(order(tmp_path), A.SUCCESS)
+    first.spool.put(kind, query, b"", final=True)
+    second = agent_on(state)
+    second._recover()
+    assert [i.kind for i in second.spool.items()] == ["finish"]
+    saved = second.journal.get(TASK, sendfile.JOURNAL_VERSION)
+    assert saved is not None
+    assert saved.state == "done"
+
+
+def test_a_timeout_that_is_not_a_number_is_reported_invalid_once(tmp_path: Path) -> None:
+    puts = Puts()
+    fake = SimpleNamespace(journal=Journal(tmp_path / "journal"), _put=puts)
+    for _ in range(2):  # listed again until the report lands: reported once
+        Agent.dispatch(fake, {"file": [entry(tmp_path / "out", timeout="soon")]})  # type: ignore[arg-type]
+    assert [(k, q["param"], q["taskType"], final) for k, q, _, final in puts.items] == [
+        ("invalid", "InvalidFileContent", "sendfile", True)
+    ]
+    assert "timeout" in puts.items[0][1]["value"]
+    assert not (tmp_path / "out" / "app.conf").exists()

@@ -58,7 +58,7 @@ TABLE: list[tuple[str, str, str | None, tzinfo]] = [
     ("0 0 0 ? * 2#5", "2026-11-01T00:00:00Z", "2026-11-30T00:00:00Z", UTC),
     ("0 0 0 ? * MON#5", "2026-12-01T00:00:00Z", "2027-03-29T00:00:00Z", UTC),
     ("0 0 0 ? * 6L", "2026-11-01T00:00:00Z", "2026-11-27T00:00:00Z", UTC),
-    ("0 0 0 ? * L", "2026-11-01T00:00:00Z", "2026-11-28T00:00:00Z", UTC),
+    ("0 0 0 ? * L", "2026-11-01T00:00:00Z", "2026-11-07T00:00:00Z", UTC),  # a bare L is 7, SAT: every Saturday
     ("0 0 0 ? * MON-FRI", "2026-11-28T12:00:00Z", "2026-11-30T00:00:00Z", UTC),
     ("0 0 0 ? * FRI-MON", "2026-11-24T00:00:00Z", "2026-11-27T00:00:00Z", UTC),
     ("0 0 0 ? * sun", "2026-11-24T00:00:00Z", "2026-11-29T00:00:00Z", UTC),
@@ -323,3 +323,21 @@ def test_a_year_of_hourly_runs_in_a_zone_with_dst() -> None:
     assert len(runs) == 365 * 24 - 1
     assert at("2026-11-01T06:00:00Z") not in runs  # 01:00 EST, the second time
     assert {at("2026-11-01T05:00:00Z"), at("2026-03-08T06:00:00Z"), at("2026-03-08T07:00:00Z")} <= set(runs)
+
+
+def test_a_rate_beyond_1000_days_or_beyond_the_calendar_is_a_value_error_not_an_overflow() -> None:
+    for text in ("rate(99999999d)", "rate(999999999s)", "rate(1001d)"):
+        with pytest.raises(ValueError, match=r"rate|representable"):
+            next_run(text, after=CREATED, created=CREATED, local_zone=UTC)
+    assert next_run("rate(1000d)", after=CREATED, created=CREATED, local_zone=UTC) == CREATED + timedelta(days=1000)
+    with pytest.raises(ApiError):
+        check_frequency("rate(99999999d)", 60, CREATED)
+
+
+def test_a_bare_l_in_the_day_of_week_is_every_saturday() -> None:
+    now = at("2026-03-01T00:00:00Z")  # a Sunday
+    found = next_run("0 0 0 ? * L", after=now, created=CREATED, local_zone=UTC)
+    assert found == at("2026-03-07T00:00:00Z")  # the first Saturday, not the last one (the 28th)
+    again = next_run("0 0 0 ? * L", after=found, created=CREATED, local_zone=UTC)
+    assert again == at("2026-03-14T00:00:00Z")
+    assert next_run("0 0 0 ? * 6L", after=now, created=CREATED, local_zone=UTC) == at("2026-03-27T00:00:00Z")

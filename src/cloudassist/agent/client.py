@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -405,15 +406,47 @@ class ServerClient:
         )
 
 
-def _time_zone() -> str:
-    """The IANA name of the local zone when it can be found (TZ, /etc/timezone, /etc/localtime), else UTC."""
+TIMEZONE_FILE = "/etc/timezone"
+LOCALTIME = "/etc/localtime"
+
+
+def _zone_path(path: str) -> str | None:
+    """`Asia/Tokyo` of a path into a zoneinfo tree (`…/zoneinfo/[posix/]Asia/Tokyo`), else None."""
+    if "zoneinfo/" not in path:
+        return None
+    name = path.split("zoneinfo/", 1)[1]
+    for prefix in ("posix/", "right/"):
+        name = name.removeprefix(prefix)
+    return name or None
+
+
+def _zone_name() -> str | None:
+    """The IANA name of the local zone when it can be found (TZ, /etc/timezone, the /etc/localtime link),
+    else None (a TZ rule such as `IST-5:30`, or an /etc/localtime that is a copy rather than a link)."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    if tz and "/" in tz and not tz.startswith("/"):
+    if tz:  # TZ overrides the system's zone, whatever it is
+        if tz.startswith("/"):
+            return _zone_path(tz)
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            return None  # a POSIX rule: only its current offset is known
         return tz
-    with contextlib.suppress(OSError), open("/etc/timezone") as handle:
-        return handle.read().strip() or "Etc/UTC"
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(TIMEZONE_FILE) as handle:
+        name = handle.read().strip()
+        if name:
+            return name
     with contextlib.suppress(OSError):
-        target = os.readlink("/etc/localtime")
-        if "zoneinfo/" in target:
-            return target.split("zoneinfo/", 1)[1]
-    return "Etc/UTC"
+        return _zone_path(os.readlink(LOCALTIME))
+    return None
+
+
+def _time_zone() -> str:
+    """The local zone as reports name it: its IANA name when it can be found, else the system's current
+    offset from UTC (`UTC+05:30`)."""
+    name = _zone_name()
+    if name:
+        return name
+    offset = time.localtime().tm_gmtoff
+    sign, seconds = ("+" if offset >= 0 else "-"), abs(offset)
+    return f"UTC{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"

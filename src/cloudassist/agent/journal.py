@@ -54,6 +54,7 @@ class Entry:
     marker: str = ""  #: the environment marker of the run's processes, to find daemons that left the tree
     ended_at: float | None = None
     outcome: str = ""  #: the kind of the final report that was spooled
+    temp: str = ""  #: a file task's temp file, to remove if the write was cut short
 
     @property
     def key(self) -> tuple[str, int]:
@@ -152,9 +153,9 @@ class Journal:
         write_atomic(path, self._encode(entry), mode=0o600)
         return entry
 
-    def start(self, task_id: str, invoke_version: int, started_at: float) -> Entry:
-        """Mark the run started; call it BEFORE spawning the process."""
-        return self._update(task_id, invoke_version, state="started", started_at=started_at)
+    def start(self, task_id: str, invoke_version: int, started_at: float, temp: str = "") -> Entry:
+        """Mark the run started; call it BEFORE spawning the process (or, `temp`, creating that file)."""
+        return self._update(task_id, invoke_version, state="started", started_at=started_at, temp=temp)
 
     def set_process(self, task_id: str, invoke_version: int, pid: int, proc_start: int | None,
                     marker: str = "") -> Entry:

@@ -17,7 +17,9 @@ Decisions:
   run → `stopped?result=completed`; an expression that cannot be read → `invalid?param=cron`
   (`InvalidCronExpression`, `InvalidRateExpression`, `InvalidAtExpression`), an `at()` that passed
   before it ever ran here → `AtExpressionExpired`. A stop cancels the schedule (and stops its run);
-  a higher `invokeVersion` replaces it; the same version again changes nothing;
+  a higher `invokeVersion` replaces it (and a higher one that is invalid or expired ends it); the same
+  version again changes nothing; a run whose outcome ends the task on the server (`invalid`: a missing
+  working directory or user) ends its schedule too;
 * at most `max_concurrent` tasks run at once; more wait in memory for a slot (accepted in the journal);
 * output is streamed as head chunks (<= 2048 B a tick; the tick is `output.interval`, >= 1 s); empty
   "still running" posts go once a minute and only while the spool is empty: liveness comes from the
@@ -41,6 +43,8 @@ import os
 import stat
 import tempfile
 import time
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +55,7 @@ from cloudassist.agent.client import (
     RunOrder,
     ServerClient,
     _time_zone,
+    _zone_name,
     heartbeat_interval,
     ms,
     parse_kick,
@@ -73,6 +78,31 @@ Key = tuple[str, int]
 BAD_EXPRESSION = {"Period": "InvalidCronExpression", "Rate": "InvalidRateExpression", "At": "InvalidAtExpression"}
 #: Outcomes (schedule journal) after which a listed schedule version is not scheduled again.
 SCHEDULE_ENDED = frozenset({"completed", "invalid", "stopped"})
+#: How many task versions `Recent` remembers (stops confirmed, entries skipped): a bound, not a working set.
+RECENT_LIMIT = 4096
+
+
+class Recent:
+    """A set that forgets its oldest members beyond `limit` (an LRU: a member seen again is refreshed)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = RECENT_LIMIT if limit is None else limit
+        self._items: OrderedDict[Hashable, None] = OrderedDict()
+
+    def add(self, item: Hashable) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        if item in self._items:
+            self._items.move_to_end(item)
+            return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def private_dir(path: Path) -> Path:
@@ -113,6 +143,8 @@ class Run:
     journal: Journal | None = None  #: where this run is journaled (None: the agent's one-time journal)
     schedule: str = ""  #: Period | Rate | At for a run of a schedule: no streaming, wall-clock params
     end: float | None = None
+    began: bool = False  #: `_execute` took its first step (a task cancelled before that never runs it)
+    of: Schedule | None = None  #: the schedule that fired this run: told its start and end as it ends
 
     def query(self, **extra: object) -> dict[str, str]:
         q = {"taskId": self.task_id, "invokeVersion": str(self.version)}
@@ -133,11 +165,16 @@ class Run:
 
 def _reported(entry: Entry, finals: list[Item]) -> bool:
     """Whether a final report of the journaled run `entry` is in the spool: one of its task version whose
-    `start` is not before the run was journaled started (a run's start is taken after that)."""
+    `start` is not before the run was journaled started (a run's start is taken after that); for a file
+    task (written at most once, its reports carry neither version nor start) any report of its task id."""
     started = int((entry.started_at or entry.accepted_at) * 1000)
     for item in finals:
         query = item.query
-        if query.get("taskId") == entry.task_id and query.get("invokeVersion") == str(entry.invoke_version):
+        if query.get("taskId") != entry.task_id:
+            continue
+        if query.get("taskType") == "sendfile" and entry.invoke_version == sendfile.JOURNAL_VERSION:
+            return True
+        if query.get("invokeVersion") == str(entry.invoke_version):
             start = query.get("start", "")
             if start.isdigit() and int(start) >= started:
                 return True
@@ -169,7 +206,7 @@ class Agent:
         self.journal = Journal(state_dir / "journal")
         #: Runs of schedules and of EveryReboot tasks: one entry per task version, rewritten per run.
         self.schedule_journal = Journal(state_dir / "schedules")
-        self.scheduler = Scheduler(self._fire, self._completed, zone=local_zone(_time_zone()))
+        self.scheduler = Scheduler(self._fire, self._completed, zone=local_zone(_zone_name()))
         self._scheduled: dict[Key, RunOrder] = {}
         self._contents: dict[Key, bytes] = {}
         self._boot_runs: set[Key] = set()
@@ -182,8 +219,8 @@ class Agent:
         self._stop = asyncio.Event()
         self._fetch = asyncio.Event()
         self._fetch_task: str | None = None
-        self._skipped: set[Key] = set()
-        self._stops_sent: set[Key] = set()
+        self._skipped = Recent()
+        self._stops_sent = Recent()
         self._last_activity = 0.0
 
     def request_stop(self) -> None:
@@ -247,6 +284,8 @@ class Agent:
         spooled = [i for i in self.spool.items() if i.final]
         for journal in (self.journal, self.schedule_journal):
             for entry in journal.interrupted():
+                if entry.temp:  # a file task's temp file a crash left behind
+                    sendfile.discard_temp(entry.temp)
                 if _reported(entry, spooled):  # died between spooling the final report and journaling it
                     journal.done(entry.task_id, entry.invoke_version, "spooled")
                     continue
@@ -389,10 +428,30 @@ class Agent:
             self._final_error(key, "InvalidCommandContent", str(exc), journal)
             return
         run = self._new_run(order, content, journal)
-        self._runs[key] = run
+        self._start(run)
+        log.info("task %s (v%d) accepted", *key)
+
+    def _start(self, run: Run) -> None:
+        """Register `run` and start its `_execute` task."""
+        self._runs[(run.task_id, run.version)] = run
         self._last_activity = time.monotonic()
         run.future = asyncio.create_task(self._execute(run))
-        log.info("task %s (v%d) accepted", *key)
+        run.future.add_done_callback(lambda future: self._ended(run, future))
+
+    def _ended(self, run: Run, future: asyncio.Task[None]) -> None:
+        """A run's task is over. One cancelled before its first step never ran `_execute` (nor its `finally`):
+        forget it here and, if the server stopped it, report it cancelled."""
+        if not future.cancelled() or run.began:
+            return
+        key = (run.task_id, run.version)
+        if self._runs.get(key) is run:
+            del self._runs[key]
+        self._last_activity = time.monotonic()
+        if run.stop_requested and not run.interrupted:
+            try:
+                self._cancelled(run)
+            except OSError:
+                log.exception("task %s: its cancellation cannot be spooled", run.task_id)
 
     def _new_run(self, order: RunOrder, content: bytes, journal: Journal, schedule: str = "") -> Run:
         spec = TaskSpec(
@@ -421,21 +480,26 @@ class Agent:
         if current is not None and current.version >= order.invoke_version:
             return  # every start-up fetch lists schedules again
         entry = self.schedule_journal.get(*key)
+        created = datetime.fromtimestamp(order.created or time.time(), UTC)
         if entry is not None and entry.state == "done" and entry.outcome in SCHEDULE_ENDED:
+            self._drop_schedule(current)  # a newer version ended already: the older one must not run on
             return  # its end is reported (or in the spool) already
         created = datetime.fromtimestamp(order.created or time.time(), UTC)
         try:
             content = order.content()
         except ValueError as exc:
+            self._drop_schedule(current)  # the server ends the task: the older version must not run on
             self._final_error(key, "InvalidCommandContent", str(exc), self.schedule_journal, outcome="invalid")
             return
         try:
             upcoming = next_run(order.cron, after=datetime.now(UTC), created=created, local_zone=self.scheduler.zone)
         except ValueError as exc:
             log.warning("task %s: cannot read schedule %r (%s)", order.task_id, order.cron, exc)
+            self._drop_schedule(current)
             self._invalid_schedule(key, BAD_EXPRESSION.get(order.repeat, "InvalidCronExpression"))
             return
         if upcoming is None and order.repeat == "At" and (entry is None or entry.started_at is None):
+            self._drop_schedule(current)
             self._invalid_schedule(key, "AtExpressionExpired")
             return
         self._scheduled[key] = order
@@ -445,6 +509,17 @@ class Agent:
             self._contents.pop(current.key, None)
         self.scheduler.add(Schedule(order.task_id, order.invoke_version, order.repeat, order.cron, created))
         log.info("task %s (v%d) scheduled: %s %s, next run %s", *key, order.repeat, order.cron, upcoming)
+
+    def _drop_schedule(self, schedule: Schedule | None) -> None:
+        """Stop firing `schedule` (if it is still the scheduled one) and forget its order; a run of it going
+        on is left to end and be reported."""
+        if schedule is None:
+            return
+        if self.scheduler.get(schedule.task_id) is schedule:
+            self.scheduler.cancel(schedule.task_id)
+        self._scheduled.pop(schedule.key, None)
+        self._contents.pop(schedule.key, None)
+        log.info("task %s (v%d): schedule ended", *schedule.key)
 
     def _invalid_schedule(self, key: Key, code: str) -> None:
         query = {"taskId": key[0], "invokeVersion": str(key[1]), "param": "cron", "value": code}
@@ -460,15 +535,14 @@ class Agent:
             log.info("task %s: a run is still going; tick skipped", schedule.task_id)
             return
         run = self._new_run(order, content, self.schedule_journal, schedule.repeat)
-        self._runs[schedule.key] = run
-        self._last_activity = time.monotonic()
-        run.future = asyncio.create_task(self._execute(run))
+        run.of = schedule
+        self._start(run)
         log.info("task %s (v%d) fired (tick %s)", *schedule.key, ms(tick))
-        try:
-            await asyncio.shield(run.future)  # a cancelled schedule does not cancel its run
-        finally:
-            if run.start is not None:
-                schedule.last_start, schedule.last_end = run.start, run.end
+        assert run.future is not None
+        await asyncio.wait({run.future})  # a cancelled schedule does not cancel its run
+        entry = self.schedule_journal.get(*schedule.key)
+        if entry is not None and entry.state == "done" and entry.outcome in SCHEDULE_ENDED:
+            self._drop_schedule(schedule)  # e.g. `invalid` (no such working directory): the server ended it
 
     def _completed(self, schedule: Schedule) -> None:
         """The schedule has no next run: `stopped?result=completed` (the server ends the execution)."""
@@ -501,6 +575,7 @@ class Agent:
         self._journal(run).done(run.task_id, run.version, "stopped")
 
     async def _execute(self, run: Run) -> None:
+        run.began = True
         key = (run.task_id, run.version)
         try:
             async with self._slots:
@@ -524,6 +599,8 @@ class Agent:
                 log.exception("task %s: its error report cannot be spooled either", run.task_id)
         finally:
             self._last_activity = time.monotonic()
+            if run.of is not None and run.start is not None:  # before the run is gone from `_runs`
+                run.of.last_start, run.of.last_end = run.start, run.end
             self._runs.pop(key, None)
 
     def _started(self, run: Run, when: float) -> None:

@@ -10,7 +10,11 @@ it by itself. Each schedule is one asyncio task that computes its next wall-cloc
   caught up; a tick is fired only once the wall clock has reached it;
 * never overlapping: the loop waits for a run to end before computing the next one, so ticks that pass
   while a run is going are skipped (rate ticks stay anchored at creation: they count between starts);
-* no next run (a passed `at()`, a cron beyond its last year): the `completed` callback, once;
+* a tick fires once: the next one is computed from the later of now and the last tick fired, so a wall
+  clock set back (even during a run) never fires the same tick again, nor an `at()` twice;
+* no next run (a passed `at()`, a cron beyond its last year): the `completed` callback, once; if it fails
+  (a full spool, say) it is logged and tried again every `RETRY` seconds while the schedule is kept;
+* a failing `fire` is logged and the schedule goes on with its next tick;
 * a new `invokeVersion` of the same task replaces its schedule; the same version again is a no-op; an
   older one is ignored.
 
@@ -26,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +40,7 @@ from cloudassist.domain.schedules import next_run
 log = logging.getLogger("cloudassist.agent.scheduler")
 NAP = 30.0  #: the longest single sleep: a wall-clock jump is noticed within this
 JUMP = 2.0  #: seconds of disagreement between the wall and monotonic clocks that count as a jump
+RETRY = 60.0  #: seconds before a failed `completed` callback is tried again
 SCHEDULED_MODES = frozenset({"Period", "Rate", "At"})
 
 
@@ -58,12 +63,15 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
-def local_zone(name: str) -> tzinfo:
+def local_zone(name: str | None) -> tzinfo:
     """The instance's zone for cron expressions without one: the IANA zone `name` if known, else the
-    fixed offset the system reports now."""
-    with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(name)
-    return datetime.now().astimezone().tzinfo or UTC
+    fixed offset the system reports now (`time.localtime().tm_gmtoff`)."""
+    if name:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):
+            return ZoneInfo(name)
+    now = time.localtime()
+    offset = timedelta(seconds=now.tm_gmtoff)
+    return timezone(offset, now.tm_zone) if now.tm_zone else timezone(offset)
 
 
 class Added(StrEnum):
@@ -86,6 +94,7 @@ class Schedule:
     runs: int = 0  #: ticks fired by this process
     last_start: float | None = None  #: time.time() of the last run's start, if any (set by the caller)
     last_end: float | None = None
+    last_tick: float | None = None  #: the last tick fired: the next one is strictly after it
     cancelled: bool = False
 
     @property
@@ -140,24 +149,43 @@ class Scheduler:
         await asyncio.gather(*loops, return_exceptions=True)
 
     def next_run(self, schedule: Schedule) -> float | None:
-        """The next tick after now (time.time() units), or None."""
-        after = datetime.fromtimestamp(self.clock.time(), UTC)
+        """The next tick after now and after the last tick fired (time.time() units), or None."""
+        after = datetime.fromtimestamp(max(self.clock.time(), schedule.last_tick or 0.0), UTC)
         found = next_run(schedule.frequency, after=after, created=schedule.created, local_zone=self.zone)
         return None if found is None else found.timestamp()
 
     async def _run(self, schedule: Schedule) -> None:
         while not schedule.cancelled:
-            tick = self.next_run(schedule)
+            try:
+                tick = self.next_run(schedule)
+            except ValueError as exc:  # checked when it was scheduled: cannot happen, but must not go silent
+                log.error("task %s: no next run of %r (%s); schedule dropped", schedule.task_id,
+                          schedule.frequency, exc)
+                self._forget(schedule)
+                return
             if tick is None:
-                if self.schedules.get(schedule.task_id) is schedule:
-                    del self.schedules[schedule.task_id]
-                self.completed(schedule)
+                try:
+                    self.completed(schedule)
+                except Exception:
+                    log.exception("task %s: its completion cannot be reported; again in %.0f s",
+                                  schedule.task_id, RETRY)
+                    await self.clock.sleep(RETRY)
+                    continue
+                self._forget(schedule)
                 return
             if not await self._sleep_until(tick):
                 log.info("task %s: the wall clock jumped; next run computed again", schedule.task_id)
                 continue
             schedule.runs += 1
-            await self.fire(schedule, tick)
+            schedule.last_tick = tick
+            try:
+                await self.fire(schedule, tick)
+            except Exception:
+                log.exception("task %s: the run of tick %.3f failed; the schedule goes on", schedule.task_id, tick)
+
+    def _forget(self, schedule: Schedule) -> None:
+        if self.schedules.get(schedule.task_id) is schedule:
+            del self.schedules[schedule.task_id]
 
     async def _sleep_until(self, wall_target: float) -> bool:
         """Sleep until the wall clock reaches `wall_target`: True; False as soon as the wall clock jumps."""

@@ -6,12 +6,15 @@ taskID, timeout}, "output": {…}}` (agent-protocol §1.10). Results go out as t
 `task/invalid?taskId&taskType=sendfile&param=<key>&value=<…>`, with the official agent's codes and keys.
 
 Unlike the official agent, the write is atomic and never exposes the file with looser rights than asked:
-the content goes to a temporary file in the target directory that is created readable by its creator
-only (before umask), given its owner, group and final mode, and only then filled, fsynced and renamed over
-the target (or, without `overwrite`, linked to it, which fails if the name was taken meanwhile); then the
-directory is fsynced. Owner and group are looked up before anything is written. The journal makes the
-write happen at most once per task: a restart in the middle of it reports the task interrupted
-(ExecutionInterrupted) instead of writing again.
+the content goes to a temporary file in the target directory, `.cloudassist-<task id>.tmp` (a leftover of
+that name is removed first), that is created readable by its creator only (before umask), given its owner
+and group and at most the owner's part of its mode, then filled and fsynced; only then does it get its
+final mode (set-id and sticky bits included) and is renamed over the target (or, without `overwrite`,
+linked to it, which fails if the name was taken meanwhile); then the directory is fsynced. Owner and group
+are looked up before anything is written. The journal makes the write happen at most once per task and
+records the temp file's path: a restart in the middle of it removes the temp file and reports the task
+interrupted (ExecutionInterrupted) instead of writing again. An entry whose `timeout` is not a number is
+reported `invalid` (InvalidFileContent) once, never written.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import hashlib
 import logging
 import os
 import pwd
+import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,8 @@ log = logging.getLogger("cloudassist.agent.sendfile")
 #: The journal's invokeVersion for file tasks (they have none; their `f-` ids never collide with `t-` ones).
 JOURNAL_VERSION = 1
 DEFAULT_DIR = "/root"
+TEMP_PREFIX = ".cloudassist-"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Put = Callable[..., Any]
 A = AgentCode
 
@@ -58,10 +63,12 @@ class FileOrder:
     overwrite: bool = False
     content_type: str = ""
     timeout: int = 60
+    malformed: str = ""  #: `key=value` of a field that cannot be read: the order is invalid
 
     @classmethod
     def parse(cls, entry: Mapping[str, Any]) -> FileOrder:
-        """KeyError/TypeError/ValueError if the entry has no usable taskID."""
+        """KeyError/TypeError/ValueError if the entry has no usable taskID; other unreadable fields make it
+        `malformed`."""
         task = entry["task"]
         task_id = task["taskID"]
         if not isinstance(task_id, str) or not task_id:
@@ -69,6 +76,11 @@ class FileOrder:
         overwrite = task.get("overwrite", False)
         if isinstance(overwrite, str):
             overwrite = overwrite.strip().lower() == "true"
+        malformed, timeout = "", 60
+        try:
+            timeout = int(task.get("timeout") or 60)
+        except (TypeError, ValueError, OverflowError):
+            malformed = f"timeout={task.get('timeout')!r}"
         return cls(
             task_id=task_id,
             name=str(task.get("name") or ""),
@@ -80,8 +92,39 @@ class FileOrder:
             group=str(task.get("group") or ""),
             overwrite=bool(overwrite),
             content_type=str(task.get("contentType") or ""),
-            timeout=int(task.get("timeout") or 60),
+            timeout=timeout,
+            malformed=malformed,
         )
+
+
+def temp_path(order: FileOrder) -> Path | None:
+    """Where the order's content is written first (named after the task, so a crash's leftover can be
+    found), or None when the order names no usable target."""
+    name, directory = order.name, Path(order.destination or DEFAULT_DIR)
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        return None
+    if not directory.is_absolute() or "\x00" in str(directory):
+        return None
+    task = order.task_id
+    if not _SAFE_ID.fullmatch(task):
+        task = hashlib.sha256(task.encode()).hexdigest()[:32]
+    return directory / f"{TEMP_PREFIX}{task}.tmp"  # short: the target's name may be 255 bytes already
+
+
+def discard_temp(path: str | Path) -> bool:
+    """Remove a temp file a write cut short left behind (only a name this module makes); True if removed."""
+    temp = Path(path)
+    if not (temp.name.startswith(TEMP_PREFIX) and temp.name.endswith(".tmp")):
+        return False
+    try:
+        temp.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("cannot remove the leftover %s: %s", temp, exc)
+        return False
+    log.info("removed %s, left by a write cut short", temp)
+    return True
 
 
 def _ids(owner: str, group: str) -> tuple[int, int] | AgentCode:
@@ -138,11 +181,13 @@ def write_file(order: FileOrder) -> AgentCode:
         return A.FILE_ALREADY_EXIST
     if target.is_dir() and not target.is_symlink():
         return A.FILE_CREATE_FAIL
-    return _write(target, data, mode, ids, order.overwrite)
+    tmp = temp_path(order)
+    assert tmp is not None  # the name and the directory were checked above
+    return _write(target, tmp, data, mode, ids, order.overwrite)
 
 
-def _write(target: Path, data: bytes, mode: int, ids: tuple[int, int], overwrite: bool) -> AgentCode:
-    tmp = target.with_name(f".cloudassist-{uuid.uuid4().hex}.tmp")  # short: the name may be 255 bytes already
+def _write(target: Path, tmp: Path, data: bytes, mode: int, ids: tuple[int, int], overwrite: bool) -> AgentCode:
+    discard_temp(tmp)  # a leftover of an earlier attempt
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode)
     except OSError as exc:
@@ -156,11 +201,16 @@ def _write(target: Path, data: bytes, mode: int, ids: tuple[int, int], overwrite
                 except OSError:
                     return A.CHOWN_ERROR
             try:
-                os.fchmod(handle.fileno(), mode)  # after chown, which clears set-id bits
+                os.fchmod(handle.fileno(), mode & 0o600)  # owner-only while the content is incomplete
             except OSError:
                 return A.CHMOD_ERROR
             handle.write(data)
             handle.flush()
+            os.fsync(handle.fileno())
+            try:
+                os.fchmod(handle.fileno(), mode)  # after chown, which clears set-id bits, and after the fsync
+            except OSError:
+                return A.CHMOD_ERROR
             os.fsync(handle.fileno())
         if overwrite:
             os.replace(tmp, target)
@@ -207,7 +257,16 @@ def handle(entry: Mapping[str, Any], journal: Journal, put: Put) -> AgentCode | 
     order = FileOrder.parse(entry)
     if not journal.accept(order.task_id, JOURNAL_VERSION):
         return None
-    journal.start(order.task_id, JOURNAL_VERSION, time.time())  # durable BEFORE the file is touched
+    if order.malformed:  # once: the journal keeps it from being reported again while it stays listed
+        log.warning("file task %s: unreadable %s; reported invalid", order.task_id, order.malformed)
+        query = {"taskId": order.task_id, "taskType": "sendfile", "param": INVALID_PARAM[A.INVALID_CONTENT],
+                 "value": order.malformed[:255]}
+        put("invalid", query, b"", final=True)
+        journal.done(order.task_id, JOURNAL_VERSION, "invalid")
+        return A.INVALID_CONTENT
+    temp = temp_path(order)
+    # durable BEFORE the file is touched, with the temp file to remove if the agent dies mid-write
+    journal.start(order.task_id, JOURNAL_VERSION, time.time(), temp=str(temp or ""))
     try:
         code = write_file(order)
     except Exception:  # whatever went wrong, the server hears of it now rather than at the deadline

@@ -130,8 +130,10 @@ def _dow_rules(text: str) -> tuple[_DayRule, ...]:
     rules = []
     for part in text.split(","):
         upper = part.upper()
-        if upper.endswith("L") and "/" not in upper and "-" not in upper:
-            rules.append(_DayRule("lastdow", number=_value(upper[:-1] or "7", 1, 7, DAYS)))
+        if upper == "L":  # a bare L is 7, Saturday (Quartz): every Saturday, not the month's last one
+            rules.append(_DayRule("dow", frozenset({7})))
+        elif upper.endswith("L") and "/" not in upper and "-" not in upper:
+            rules.append(_DayRule("lastdow", number=_value(upper[:-1], 1, 7, DAYS)))
         elif "#" in upper:
             day, _, nth = upper.partition("#")
             rules.append(_DayRule("nth", number=_value(day, 1, 7, DAYS), nth=_value(nth, 1, 5)))

@@ -22,6 +22,8 @@ __all__ = [
 MAX_FREQUENCY: Final = 256
 MIN_RATE: Final = timedelta(seconds=60)
 MAX_RATE: Final = timedelta(days=7)
+#: The longest rate the agent schedules (the official agent's cap, agent-protocol §1.8).
+MAX_AGENT_RATE: Final = timedelta(days=1000)
 #: A cron schedule's runs are at least this far apart (and at least Timeout apart): reference §5.2, §6.
 MIN_CRON_INTERVAL: Final = timedelta(seconds=10)
 #: How many upcoming runs of a cron expression `cron_interval` compares.
@@ -85,15 +87,25 @@ def next_run(frequency: str, *, after: datetime, created: datetime, local_zone: 
     * `at(…)`: its instant while it is still ahead, then None;
     * cron (cron.py): its next fire time in its zone, or `local_zone` when it names none; None beyond
       its last year.
-    ValueError if `frequency` is none of these (or `after`/`created` is naive).
+    ValueError if `frequency` is none of these, a rate beyond `MAX_AGENT_RATE`, a time beyond what a
+    datetime holds (or `after`/`created` is naive).
     """
     if after.tzinfo is None or created.tzinfo is None:
         raise ValueError("after and created must be aware datetimes")
+    try:
+        return _next_run(frequency, after=after, created=created, local_zone=local_zone)
+    except OverflowError as exc:
+        raise ValueError(f"a run beyond the representable dates ({exc})") from None
+
+
+def _next_run(frequency: str, *, after: datetime, created: datetime, local_zone: tzinfo) -> datetime | None:
     text = frequency.strip()
     seconds = rate_seconds(text)
     if seconds is not None:
         if seconds <= 0:
             raise ValueError("a rate of zero")
+        if seconds > MAX_AGENT_RATE.total_seconds():
+            raise ValueError("a rate beyond 1000 days")
         interval = timedelta(seconds=seconds)
         runs = max(1, (after - created) // interval + 1)
         return (created + runs * interval).astimezone(UTC)
