@@ -1,0 +1,88 @@
+"""The command and daily-task quotas through the official SDK, on a server started with small quotas
+(`CLOUDASSIST_COMMAND_QUOTA=2`, `CLOUDASSIST_INVOCATION_QUOTA_DAILY=3`) on the same engine as the shared one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alibabacloud_ecs20140526 import models as ecs
+from alibabacloud_ecs20140526.client import Client as EcsClient
+
+from acceptance.sdk import AK, REGION, SECRET, Server, b64, create, fails, run, tea_client, unique
+from cloudassist.clock import SystemClock
+from cloudassist.services.context import Context
+from cloudassist.settings import Settings, database_url
+from cloudassist.store.store import Store
+from cloudassist.testing import TEST_PG, LiveServer
+
+pytestmark = pytest.mark.acceptance
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(TEST_PG)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def small(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second live server with small quotas, on a fresh store of the shared server's engine."""
+    data_dir: Path = tmp_path_factory.mktemp("quota-server")
+    with contextlib.ExitStack() as stack:
+        db = ""
+        if server.db:
+            name = f"acc_q_{uuid.uuid4().hex[:10]}"
+            asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+            stack.callback(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+            db = TEST_PG.rsplit("/", 1)[0] + f"/{name}"
+        quotas = {"CLOUDASSIST_COMMAND_QUOTA": "2", "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "3"}
+        live = LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET, extra_env=quotas)
+        stack.callback(live.stop)
+        live.start()
+        loop = asyncio.new_event_loop()
+        stack.callback(loop.close)
+        store = loop.run_until_complete(Store.open(database_url(db, data_dir)))
+        stack.callback(lambda: loop.run_until_complete(store.close()))
+        yield Server(live, db, loop, Context(store, SystemClock(), Settings(data_dir=data_dir, db=db)))
+        assert "Traceback" not in live.log(), live.log()
+
+
+def test_kept_commands_stop_at_the_command_quota(small: Server) -> None:
+    """Two kept commands fit; a third CreateCommand, or a RunCommand with KeepCommand=true, is CmdCount.ExceedQuota
+    (403); a RunCommand that does not keep its command is not counted; after DeleteCommand there is room again."""
+    tea: EcsClient = tea_client(small.endpoint)
+    first = create(tea)
+    create(tea)
+    fails(lambda: create(tea), "CmdCount.ExceedQuota", 403)
+    [instance] = small.register()
+    fails(lambda: run(tea, [instance], keep_command=True), "CmdCount.ExceedQuota", 403)
+    run(tea, [instance])
+    tea.delete_command(ecs.DeleteCommandRequest(region_id=REGION, command_id=first))
+    assert create(tea, name=unique("again"), command_content=b64(b"true"))
+
+
+def test_tasks_stop_at_the_daily_quota(small: Server) -> None:
+    """Three tasks a day (whatever their instances): with one spent above, two more RunCommand/InvokeCommand
+    calls pass and the next is Invocation.ExceedQuota (403) with the documented message; a DryRun is checked but
+    not counted, so it is refused too once the quota is spent."""
+    tea: EcsClient = tea_client(small.endpoint)
+    instances = small.register(2)
+    kept = tea.describe_commands(ecs.DescribeCommandsRequest(region_id=REGION)).body.commands.command
+    command_id = kept[0].command_id if kept else create(tea)
+    spent = tea.describe_invocations(ecs.DescribeInvocationsRequest(region_id=REGION)).body.total_count
+    for _ in range(3 - spent):
+        run(tea, instances)
+    body = fails(lambda: run(tea, instances), "Invocation.ExceedQuota", 403)
+    assert body["Message"] == "The invocation quota in the current region has been reached for today."
+    fails(lambda: tea.invoke_command(ecs.InvokeCommandRequest(region_id=REGION, command_id=command_id,
+                                                              instance_id=instances)),
+          "Invocation.ExceedQuota", 403)
+    fails(lambda: run(tea, instances, repeat_mode="DryRun"), "Invocation.ExceedQuota", 403)
