@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from cloudassist.services.context import Context
 from cloudassist.settings import Settings, database_url
 from cloudassist.store.store import Store
-from cloudassist.testing import TEST_PG, FixedClock
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(TEST_PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from cloudassist.testing import FixedClock, pg_database
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database (dropped afterwards), as a postgresql:// URL."""
-    name = f"ca_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield TEST_PG.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
@@ -28,12 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-import asyncpg
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
 from acceptance.sdk import ISO, REGION, Server, tea_client
-from cloudassist.testing import TEST_PG, LiveServer, wait_for
+from cloudassist.testing import LiveServer, pg_database, wait_for
 
 T = TypeVar("T")
 Result: TypeAlias = ecs.DescribeInvocationResultsResponseBodyInvocationInvocationResultsInvocationResult
@@ -231,14 +229,6 @@ def register_all(live: LiveServer, fleet: list[Agent], activation_id: str, code:
             agent.instance_id = instance_id
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(TEST_PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def engine(server: Server) -> str:
     """"sqlite" or "postgresql": the engine of the session's server (the test's parameter)."""
     return "postgresql" if server.db else "sqlite"
@@ -248,19 +238,12 @@ def engine(server: Server) -> str:
 def own_server(kind: str, data_dir: Path) -> Iterator[LiveServer]:
     """A server of the caller's own on `kind` ("sqlite" or "postgresql", then in a database made for it and
     dropped afterwards), started; stopped on the way out."""
-    db = ""
-    name = f"acc_agent_{uuid.uuid4().hex[:12]}"
-    if kind == "postgresql":
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-        db = TEST_PG.rsplit("/", 1)[0] + f"/{name}"
-    live = LiveServer(data_dir, db=db)
-    try:
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(pg_database("acc_agent")) if kind == "postgresql" else ""
+        live = LiveServer(data_dir, db=db)
+        stack.callback(live.stop)
         live.start(timeout=60)
         yield live
-    finally:
-        live.stop()
-        if db:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def page(tea: EcsClient, invoke_id: str, encoding: str = "PlainText", **fields: Any) -> list[Result]:

@@ -13,31 +13,13 @@ Every test also checks, on its way out, that the server process is alive and log
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
-from acceptance.sdk import AK, SECRET, Core, Server, tea_client
-from cloudassist.clock import SystemClock
-from cloudassist.services.context import Context
-from cloudassist.settings import Settings, database_url
-from cloudassist.store.store import Store
-from cloudassist.testing import TEST_PG, LiveServer
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(TEST_PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from acceptance.sdk import Core, Server, running_server, tea_client
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,22 +37,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One live server per engine, shared by every test (each works on instances, commands and tasks of
     its own): SQLite in its data directory, or a PostgreSQL database `acc_<random>` created for it and
     dropped, after the server stopped, at teardown."""
-    data_dir: Path = tmp_path_factory.mktemp(f"server-{request.param}")
-    with contextlib.ExitStack() as stack:
-        db = ""
-        if request.param == "postgresql":
-            name = f"acc_{uuid.uuid4().hex[:12]}"
-            asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-            stack.callback(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
-            db = TEST_PG.rsplit("/", 1)[0] + f"/{name}"
-        live = LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET)
-        stack.callback(live.stop)
-        live.start()
-        loop = asyncio.new_event_loop()
-        stack.callback(loop.close)
-        store = loop.run_until_complete(Store.open(database_url(db, data_dir)))
-        stack.callback(lambda: loop.run_until_complete(store.close()))
-        yield Server(live, db, loop, Context(store, SystemClock(), Settings(data_dir=data_dir, db=db)))
+    with running_server(request.param, tmp_path_factory.mktemp(f"server-{request.param}")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +33,11 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import AcsRequest, CommonRequest
 
+from cloudassist.clock import SystemClock
 from cloudassist.services.context import Context
-from cloudassist.testing import LiveServer, register_instance
+from cloudassist.settings import Settings, database_url
+from cloudassist.store.store import Store
+from cloudassist.testing import LiveServer, pg_database, register_instance
 
 AK, SECRET = "testak", "testsecret"
 REGION = "cn-hangzhou"
@@ -63,6 +68,23 @@ class Server:
 
     def log(self) -> str:
         return self.live.log()
+
+
+@contextlib.contextmanager
+def running_server(engine: str, data_dir: Path, **settings: str) -> Iterator[Server]:
+    """A live `cloudassist server` with the test key on `engine` ("sqlite": in `data_dir`; "postgresql": in a
+    database made for it and dropped after the server stopped), started with `settings` as extra environment
+    (`CLOUDASSIST_…=value`), and its store opened from the test process."""
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(pg_database("acc")) if engine == "postgresql" else ""
+        live = LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET, extra_env=settings)
+        stack.callback(live.stop)
+        live.start()
+        loop = asyncio.new_event_loop()
+        stack.callback(loop.close)
+        store = loop.run_until_complete(Store.open(database_url(db, data_dir)))
+        stack.callback(lambda: loop.run_until_complete(store.close()))
+        yield Server(live, db, loop, Context(store, SystemClock(), Settings(data_dir=data_dir, db=db)))
 
 
 def b64(raw: bytes) -> str:

@@ -3,56 +3,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
-from acceptance.sdk import AK, REGION, SECRET, Server, b64, create, fails, run, tea_client, unique
-from cloudassist.clock import SystemClock
-from cloudassist.services.context import Context
-from cloudassist.settings import Settings, database_url
-from cloudassist.store.store import Store
-from cloudassist.testing import TEST_PG, LiveServer
+from acceptance.agents import engine
+from acceptance.sdk import REGION, Server, b64, create, fails, run, running_server, tea_client, unique
 
 pytestmark = pytest.mark.acceptance
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(TEST_PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
 def small(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second live server with small quotas, on a fresh store of the shared server's engine."""
-    data_dir: Path = tmp_path_factory.mktemp("quota-server")
-    with contextlib.ExitStack() as stack:
-        db = ""
-        if server.db:
-            name = f"acc_q_{uuid.uuid4().hex[:10]}"
-            asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-            stack.callback(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
-            db = TEST_PG.rsplit("/", 1)[0] + f"/{name}"
-        quotas = {"CLOUDASSIST_COMMAND_QUOTA": "2", "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "3"}
-        live = LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET, extra_env=quotas)
-        stack.callback(live.stop)
-        live.start()
-        loop = asyncio.new_event_loop()
-        stack.callback(loop.close)
-        store = loop.run_until_complete(Store.open(database_url(db, data_dir)))
-        stack.callback(lambda: loop.run_until_complete(store.close()))
-        yield Server(live, db, loop, Context(store, SystemClock(), Settings(data_dir=data_dir, db=db)))
-        assert "Traceback" not in live.log(), live.log()
+    quotas = {"CLOUDASSIST_COMMAND_QUOTA": "2", "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "3"}
+    with running_server(engine(server), tmp_path_factory.mktemp("quota-server"), **quotas) as small:
+        yield small
+        assert "Traceback" not in small.log(), small.log()
 
 
 def test_kept_commands_stop_at_the_command_quota(small: Server) -> None:

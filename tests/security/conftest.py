@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 from secwire import AK, REGION, SECRET
 
@@ -33,7 +32,7 @@ from cloudassist.clock import SystemClock
 from cloudassist.services.context import Context
 from cloudassist.settings import Settings, database_url
 from cloudassist.store.store import Store
-from cloudassist.testing import TEST_PG, LiveServer, free_port, register_instance
+from cloudassist.testing import LiveServer, free_port, pg_database, register_instance
 
 ENGINES = ["sqlite", "postgresql"]
 LAST_MODULE = "test_security_logs.py"
@@ -74,14 +73,6 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ databases
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(TEST_PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @dataclass
 class Backend:
@@ -138,12 +129,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     if request.param == "sqlite":
         yield Backend("sqlite", data_dir, "")
         return
-    name = f"ca_sec_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Backend("postgresql", data_dir, TEST_PG.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with pg_database("ca_sec") as url:
+        yield Backend("postgresql", data_dir, url)
 
 
 # ------------------------------------------------------------------------------------------------ deployments
@@ -178,23 +165,15 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     """Two server processes sharing one store (same data directory, same --db) on each engine, logging at
     the default level (test_security_logs.py covers debug level separately)."""
     data_dir = tmp_path_factory.mktemp(f"deploy-{request.param}") / "data"
-    name = ""
-    db = ""
-    if request.param == "postgresql":
-        name = f"ca_sec_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-        db = TEST_PG.rsplit("/", 1)[0] + f"/{name}"
-    deployment = Deployment(request.param, data_dir, db)
-    try:
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(pg_database("ca_sec")) if request.param == "postgresql" else ""
+        deployment = Deployment(request.param, data_dir, db)
         for _ in range(2):  # one after the other: the first migrates the store
-            deployment.servers.append(LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET).start())
+            server = LiveServer(data_dir, db=db, access_key_id=AK, secret=SECRET)
+            stack.callback(server.stop)
+            deployment.servers.append(server.start())
         deployment.b_key = deployment.create_key("B")
         yield deployment
-    finally:
-        for server in deployment.servers:
-            server.stop()
-        if name:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # ------------------------------------------------------------------------------------------------ bare processes
