@@ -24,6 +24,11 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc_or_none(value: datetime | None) -> datetime | None:
+    """`utc(value)`, or None for no time (a nullable column)."""
+    return None if value is None else utc(value)
+
+
 def iso(value: datetime | None) -> str:
     """The API's time format, `2019-12-20T06:15:55Z`, or "" for no time."""
     return "" if value is None else utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, func, insert, select, update
 
-from cloudassist.clock import utc
+from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.files import ContentType, FileErrorCode, FileResult, FileSpec, FileTask
 from cloudassist.domain.statuses import InvocationStatus, TaskStatus
 from cloudassist.domain.tags import Tag
@@ -211,10 +211,6 @@ def _task(row: Row[Any]) -> FileTask:
     )
 
 
-def _time(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
-
-
 def _result(row: Row[Any]) -> FileResult:
     r = row._mapping
     return FileResult(
@@ -226,7 +222,7 @@ def _result(row: Row[Any]) -> FileResult:
         error_info=r["error_info"],
         creation_time=utc(r["creation_time"]),
         update_time=utc(r["update_time"]),
-        start_time=_time(r["start_time"]),
-        finish_time=_time(r["finish_time"]),
-        delivered_time=_time(r["delivered_time"]),
+        start_time=utc_or_none(r["start_time"]),
+        finish_time=utc_or_none(r["finish_time"]),
+        delivered_time=utc_or_none(r["delivered_time"]),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, func, select, update
 
-from cloudassist.clock import utc
+from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
 from cloudassist.store._base import Repository
@@ -169,7 +169,7 @@ def _instance(row: Row[Any]) -> ManagedInstance:
         public_key=r["public_key"],
         resource_group_id=r["resource_group_id"],
         registration_time=utc(r["registration_time"]),
-        last_heartbeat_time=None if r["last_heartbeat_time"] is None else utc(r["last_heartbeat_time"]),
-        last_invoked_time=None if r["last_invoked_time"] is None else utc(r["last_invoked_time"]),
+        last_heartbeat_time=utc_or_none(r["last_heartbeat_time"]),
+        last_invoked_time=utc_or_none(r["last_invoked_time"]),
         invocation_count=int(r["invocation_count"]),
     )

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Row, func, select, update
 
-from cloudassist.clock import utc
+from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.commands import CommandType
 from cloudassist.domain.invocations import Invocation, RepeatMode, TerminationMode
 from cloudassist.domain.statuses import TaskStatus
@@ -231,6 +231,6 @@ def _invocation(row: Row[Any]) -> Invocation:
         container_name=r["container_name"],
         resource_group_id=r["resource_group_id"],
         creation_time=utc(r["creation_time"]),
-        stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
+        stop_time=utc_or_none(r["stop_time"]),
         enable_parameter=bool(r["enable_parameter"]),
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, func, select, update
 
-from cloudassist.clock import utc
+from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.invocations import InvocationResult
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus, legacy
 from cloudassist.domain.tags import Tag
@@ -227,7 +227,6 @@ def result_of(row: Row[Any], key: str = "result_id") -> InvocationResult:
     """The execution record of a row of `invocation_results`, or of `invocation_history` (key "history_id"),
     which has no delivery columns."""
     r = row._mapping
-    delivered = r.get("delivered_time")
     return InvocationResult(
         result_id=int(r[key]),
         invoke_id=r["invoke_id"],
@@ -238,13 +237,13 @@ def result_of(row: Row[Any], key: str = "result_id") -> InvocationResult:
         output=bytes(r["output"]),
         dropped=int(r["dropped"]),
         error_code=ErrorCode(r["error_code"]),
-        start_time=None if r["start_time"] is None else utc(r["start_time"]),
-        finished_time=None if r["finished_time"] is None else utc(r["finished_time"]),
-        stop_time=None if r["stop_time"] is None else utc(r["stop_time"]),
+        start_time=utc_or_none(r["start_time"]),
+        finished_time=utc_or_none(r["finished_time"]),
+        stop_time=utc_or_none(r["stop_time"]),
         update_time=utc(r["update_time"]),
         creation_time=utc(r["creation_time"]),
         repeats=int(r["repeats"]),
         invoke_version=int(r["invoke_version"]),
-        delivered_time=None if delivered is None else utc(delivered),
+        delivered_time=utc_or_none(r.get("delivered_time")),
         received=int(r.get("received", 0)),
     )
