@@ -41,7 +41,7 @@ from cloudassist.services.retention import RetentionJob
 from cloudassist.settings import Settings, database_url
 from cloudassist.store.store import Store
 from cloudassist.store.tables import invocation_results, invocations
-from cloudassist.testing import TEST_PG, register_instance
+from cloudassist.testing import TEST_PG, register_instance, under_contention
 
 SPEC = CommandSpec(name="bench", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo hi",
                    working_dir="", timeout=60, enable_parameter=False, launcher="", resource_group_id="")
@@ -123,23 +123,10 @@ async def seed(ctx: Context, records: int, per_task: int) -> Scope:
 
 async def measure(ctx: Context, scope: Scope) -> dict[str, Any]:
     """One retention pass while a writer and a reader loop; the job's and the writer's timings."""
-    writes: list[float] = []
-    reads: list[float] = []
-    job = asyncio.create_task(RetentionJob(ctx).run_once())
-    while not job.done():
-        began = time.perf_counter()
-        async with ctx.store.write() as tx:
-            await tx.accounts.allocate_task_seq(scope.account_id)
-        writes.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        async with ctx.store.read() as tx:
-            await tx.accounts.current_seq(scope.account_id)
-        reads.append(time.perf_counter() - began)
-        await asyncio.sleep(0.005)
-    done = await job
+    done, seen = await under_contention(ctx, scope.account_id, RetentionJob(ctx).run_once())
     async with ctx.store.read() as tx:
         left = int(await tx.conn.scalar(select(func.count()).select_from(invocation_results)) or 0)
-    return {"pass": done, "writes": writes, "reads": reads, "left": left}
+    return {"pass": done, "writes": seen.writes, "reads": seen.reads, "left": left}
 
 
 async def bench(engine: str, records: int, per_task: int, batch: int, tmp: Path, pg_admin: str) -> None:

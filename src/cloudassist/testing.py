@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,3 +272,29 @@ async def register_instance(
         await service.heartbeat(instance.instance_id, ctx.clock.now(), "2.2.3.578")
         return instance.instance_id
     raise AssertionError("unreachable")
+
+
+@dataclass
+class Contention:
+    """How long an API-like writer and reader took while a background job ran (seconds each)."""
+
+    writes: list[float] = field(default_factory=list)
+    reads: list[float] = field(default_factory=list)
+
+
+async def under_contention(ctx: Context, account_id: int, job: Awaitable[T]) -> tuple[T, Contention]:
+    """Run `job` while, every 5 ms, a write transaction takes the write lock (as every API write does first)
+    and a read transaction reads; the job's result and the duration of each of those transactions."""
+    seen = Contention()
+    running = asyncio.ensure_future(job)
+    while not running.done():
+        began = time.perf_counter()
+        async with ctx.store.write() as tx:
+            await tx.accounts.allocate_task_seq(account_id)
+        seen.writes.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        async with ctx.store.read() as tx:
+            await tx.accounts.current_seq(account_id)
+        seen.reads.append(time.perf_counter() - began)
+        await asyncio.sleep(0.005)
+    return await running, seen

@@ -27,7 +27,7 @@ from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.quotas import Quotas
 from cloudassist.store.results import ResultFilter
 from cloudassist.store.tables import client_tokens, invocation_history, invocation_results, invocations, tags
-from cloudassist.testing import FixedClock, register_instance
+from cloudassist.testing import FixedClock, register_instance, under_contention
 
 SPEC = CommandSpec(name="n", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo hi", working_dir="",
                    timeout=60, enable_parameter=False, launcher="", resource_group_id="")
@@ -227,21 +227,8 @@ async def test_a_large_deletion_never_blocks_the_api_longer_than_one_batch(ctx: 
     scope, instance = await _setup(ctx)
     template = await _ended(ctx, scope, instance)
     await _seed(ctx, scope, template, tasks=1200, per_task=10)
-    job = RetentionJob(ctx)
-    writes: list[float] = []
-    reads: list[float] = []
-    deletion = asyncio.create_task(job.run_once())
-    while not deletion.done():
-        began = time.perf_counter()
-        async with ctx.store.write() as tx:  # what every API write does first: take the write lock
-            await tx.accounts.allocate_task_seq(scope.account_id)
-        writes.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        async with ctx.store.read() as tx:
-            await tx.accounts.current_seq(scope.account_id)
-        reads.append(time.perf_counter() - began)
-        await asyncio.sleep(0.005)
-    done = await deletion
+    done, seen = await under_contention(ctx, scope.account_id, RetentionJob(ctx).run_once())
+    writes, reads = seen.writes, seen.reads
     print(f"deleted {done.records} in {done.seconds:.2f}s, {done.batches} batches, longest hold "
           f"{done.longest_hold * 1000:.1f} ms; {len(writes)} writes, longest {max(writes) * 1000:.1f} ms; "
           f"longest read {max(reads) * 1000:.1f} ms")
