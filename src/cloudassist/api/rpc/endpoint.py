@@ -19,6 +19,7 @@ from cloudassist import ids
 from cloudassist.api.rpc import envelope, params
 from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
 from cloudassist.api.rpc.signature import SignatureError, read_signed_request, verify
+from cloudassist.domain.text import storable
 from cloudassist.errors import ApiError
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context, Scope
@@ -79,7 +80,7 @@ async def read_request(request: Request, limit: int) -> RpcRequest:
         raise ApiError.invalid("Encoding", "Parameters must be UTF-8.") from None
     merged: dict[str, str] = {}
     for key, value in [*query_pairs, *form_pairs]:
-        if "\x00" in key or "\x00" in value:
+        if not (storable(key) and storable(value)):  # strict UTF-8 leaves only NUL to refuse here
             raise ApiError.invalid(key[:64].replace("\x00", "") or "Parameter", "NUL characters are not allowed.")
         merged[key] = value
     headers = {k.lower(): v for k, v in request.headers.items()}
