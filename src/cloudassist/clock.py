@@ -32,8 +32,3 @@ def utc_or_none(value: datetime | None) -> datetime | None:
 def iso(value: datetime | None) -> str:
     """The API's time format, `2019-12-20T06:15:55Z`, or "" for no time."""
     return "" if value is None else utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> datetime:
-    """Parse `YYYY-MM-DDThh:mm:ssZ` (the form both SDKs send); raises ValueError otherwise."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -14,14 +14,6 @@ from pathlib import Path
 from typing import Any, Final
 
 
-def _bool(text: str) -> bool:
-    if text.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if text.strip().lower() in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
 def _regions(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 

@@ -60,11 +60,6 @@ class History(Repository):
             )
         )
 
-    async def of_invocation(self, invoke_id: str) -> list[InvocationResult]:
-        """Every past run of a task, oldest first."""
-        stmt = select(invocation_history).where(H.invoke_id == invoke_id).order_by(H.seq)
-        return [result_of(row, "history_id") for row in await self.conn.execute(stmt)]
-
     async def list_with_current(self, f: ResultFilter, offset: int, limit: int) -> list[tuple[int, InvocationResult]]:
         """(seq, record) pairs of the current records and the past runs that match `f`, newest first.
 
@@ -112,4 +107,3 @@ class History(Repository):
         if not ids:
             return {}
         return {int(row._mapping[key.name]): row for row in await self.conn.execute(select(table).where(key.in_(ids)))}
-
