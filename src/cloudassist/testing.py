@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
 from cloudassist.clock import iso
@@ -175,6 +175,16 @@ class LiveServer:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log()}")
 
+    def api(self, region_id: str = "cn-hangzhou", **params: str) -> dict[str, Any]:
+        """One signed RPC call (`Action=…` among `params`) to this server; its JSON answer, which must be a 200."""
+        import httpx
+
+        query = signed_query({"RegionId": region_id, **params}, self.access_key_id, self.secret)
+        response = httpx.post(f"http://{self.endpoint}/?{query}", timeout=10)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def log(self) -> str:
         path = self.data_dir / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -196,7 +206,14 @@ class LiveServer:
         return self.process.returncode
 
 
-from cloudassist.services.context import Context  # noqa: E402 - kept next to the helper it serves
+from cloudassist.services.context import Context, Scope  # noqa: E402 - kept next to the helpers it serves
+
+
+async def default_scope(ctx: Context, region_id: str = "cn-hangzhou") -> Scope:
+    """The scope of the "default" account (the one `register_instance` uses) in `region_id`."""
+    async with ctx.store.write() as tx:
+        return Scope(await tx.accounts.ensure("default", ctx.clock.now()), region_id)
+
 
 #: What `register_instance` reuses: one throwaway public key (RSA key generation is slow) and, per store,
 #: account and region, an activation code with room left (an account may keep only 5,000 codes per region).
@@ -225,7 +242,6 @@ async def register_instance(
     from cloudassist.domain.tags import Tag
     from cloudassist.errors import ApiError
     from cloudassist.services.activations import ActivationService, ActivationSpec
-    from cloudassist.services.context import Scope
     from cloudassist.services.instances import InstanceService
 
     if "pem" not in _THROWAWAY_KEY:

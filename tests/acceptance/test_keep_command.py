@@ -15,6 +15,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 
 from acceptance.agents import Agent, current, final, one_agent, wait_for
 from acceptance.sdk import REGION, Server, b64, fails, invocation, run
+from cloudassist.testing import default_scope
 
 pytestmark = pytest.mark.acceptance
 
@@ -30,10 +31,9 @@ def stored(server: Server, command_id: str) -> bool:
     """Whether the command's row exists at all (kept or not)."""
 
     async def look() -> bool:
+        scope = await default_scope(server.ctx, REGION)
         async with server.ctx.store.read() as tx:
-            account_id = await tx.accounts.find("default")
-            assert account_id is not None
-            return await tx.commands.get(account_id, REGION, command_id, hidden=True) is not None
+            return await tx.commands.get(scope.account_id, REGION, command_id, hidden=True) is not None
 
     return server.loop.run_until_complete(look())
 

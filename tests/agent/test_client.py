@@ -33,7 +33,7 @@ from cloudassist.agent.client import (
     ssl_context,
     user_agent,
 )
-from cloudassist.testing import LiveServer, signed_query
+from cloudassist.testing import LiveServer
 
 REGION = "cn-hangzhou"
 
@@ -55,16 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     assert "Traceback" not in live.log(), live.log()
 
 
-def api(server: LiveServer, **params: str) -> dict[str, Any]:
-    query = signed_query({"RegionId": REGION, **params}, server.access_key_id, server.secret)
-    response = httpx.post(f"http://{server.endpoint}/?{query}", timeout=10)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()
-    return data
-
-
 def activation(server: LiveServer, count: int = 10) -> tuple[str, str]:
-    made = api(server, Action="CreateActivation", InstanceCount=str(count))
+    made = server.api(Action="CreateActivation", InstanceCount=str(count))
     return made["ActivationCode"], made["ActivationId"]
 
 
@@ -109,7 +101,7 @@ def test_a_registered_agent_is_accepted_and_known_to_the_api(server: LiveServer,
     assert beat["newTasks"] is False
     assert tasks["run"] == []
     assert tasks["stop"] == []
-    [shown] = api(server, Action="DescribeManagedInstances", **{"InstanceId.1": identity.instance_id})["Instances"]
+    [shown] = server.api(Action="DescribeManagedInstances", **{"InstanceId.1": identity.instance_id})["Instances"]
     assert shown["InstanceName"] == "box-1"
     assert shown["AgentVersion"] == user_agent().split("/", 1)[1]
     assert shown["Connected"] is True
@@ -161,7 +153,7 @@ def test_the_kick_websocket_is_signed_and_rings_for_new_work(server: LiveServer,
 
     async def ring(client: ServerClient) -> str:
         async with await client.notify_socket() as ws:
-            await asyncio.to_thread(api, server, Action="RunCommand", Type="RunShellScript",
+            await asyncio.to_thread(server.api, Action="RunCommand", Type="RunShellScript",
                                     CommandContent="echo hi", ContentEncoding="PlainText",
                                     **{"InstanceId.1": identity.instance_id})
             message = await asyncio.wait_for(ws.recv(), 10)
@@ -248,7 +240,7 @@ def test_cli_registers_once_and_refuses_bad_activations(server: LiveServer, tmp_
     gone = runner.invoke(agent, ["deregister", "--state-dir", str(state)])
     assert gone.exit_code == 0, gone.output
     assert not ident.is_registered(state)
-    assert api(server, Action="DescribeManagedInstances", **{"InstanceId.1": identity.instance_id})["Instances"] == []
+    assert server.api(Action="DescribeManagedInstances", **{"InstanceId.1": identity.instance_id})["Instances"] == []
 
 
 def test_kicks_are_answered_as_the_official_agent_answers() -> None:

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from cloudassist.agent import proctree
-from cloudassist.testing import LiveServer, signed_query, wait_for
+from cloudassist.testing import LiveServer, wait_for
 
 REGION = "cn-hangzhou"
 AGENT = [sys.executable, "-c", "from cloudassist.agent.cli import agent; agent()"]
@@ -44,23 +43,15 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def api(server: LiveServer, **params: str) -> dict[str, Any]:
-    query = signed_query({"RegionId": REGION, **params}, server.access_key_id, server.secret)
-    response = httpx.post(f"http://{server.endpoint}/?{query}", timeout=10)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()
-    return data
-
-
 def run_command(server: LiveServer, instance_id: str, script: str, **extra: str) -> str:
     """RunCommand of a plain-text shell script on one instance; its InvokeId."""
-    made = api(server, Action="RunCommand", Type="RunShellScript", CommandContent=script,
+    made = server.api(Action="RunCommand", Type="RunShellScript", CommandContent=script,
                ContentEncoding="PlainText", **{"InstanceId.1": instance_id}, **extra)
     return str(made["InvokeId"])
 
 
 def result(server: LiveServer, invoke_id: str) -> dict[str, Any]:
-    found = api(server, Action="DescribeInvocationResults", InvokeId=invoke_id, ContentEncoding="PlainText")
+    found = server.api(Action="DescribeInvocationResults", InvokeId=invoke_id, ContentEncoding="PlainText")
     [one] = found["Invocation"]["InvocationResults"]["InvocationResult"]
     return dict(one)
 
@@ -85,7 +76,7 @@ class AgentProcess:
         return self.home / "state"
 
     def register(self, server: LiveServer) -> AgentProcess:
-        made = api(server, Action="CreateActivation", InstanceCount="1")
+        made = server.api(Action="CreateActivation", InstanceCount="1")
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         self.env.update(CLOUDASSIST_AGENT_RUNTIME_DIR=str(self.home),
@@ -172,7 +163,7 @@ def test_stop_invocation_kills_the_command(server: LiveServer, running_agent: Ag
     pid_file = tmp_path / "pid"
     invoke_id = run_command(server, running_agent.instance_id, f"sleep 60 & echo $! > {pid_file}; wait")
     wait_for(lambda: result(server, invoke_id)["InvocationStatus"] == "Running" and pid_file.exists(), 15)
-    api(server, Action="StopInvocation", InvokeId=invoke_id, **{"InstanceId.1": running_agent.instance_id})
+    server.api(Action="StopInvocation", InvokeId=invoke_id, **{"InstanceId.1": running_agent.instance_id})
     done = final_result(server, invoke_id)
     assert done["InvocationStatus"] == "Terminated"
     wait_for(lambda: not proctree.alive(int(pid_file.read_text())), 10, "the background child to be killed")

@@ -8,11 +8,11 @@ from cloudassist.domain.commands import CommandType
 from cloudassist.domain.invocations import RepeatMode, TerminationMode
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus
 from cloudassist.services.commands import CommandSpec
-from cloudassist.services.context import Context, Scope
+from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService, Report
 from cloudassist.services.instances import InstanceService
 from cloudassist.services.invocations import InvocationService, RunOptions, Targets
-from cloudassist.testing import FixedClock, register_instance
+from cloudassist.testing import FixedClock, default_scope, register_instance
 
 SPEC = CommandSpec(name="n", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"sleep 5", working_dir="",
                    timeout=30, enable_parameter=False, launcher="", resource_group_id="")
@@ -23,10 +23,7 @@ OPTIONS = RunOptions(repeat_mode=RepeatMode.ONCE, frequency="", parameters={}, t
 
 async def _run(ctx: Context) -> tuple[str, str]:
     instance = await register_instance(ctx)
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    started = await InvocationService(ctx).run_command(Scope(account_id, "cn-hangzhou"), SPEC, OPTIONS,
+    started = await InvocationService(ctx).run_command(await default_scope(ctx), SPEC, OPTIONS,
                                                        Targets([instance]), (), keep_command=False, idempotency=None)
     return instance, started.invoke_id
 
@@ -96,10 +93,7 @@ async def test_a_stop_nobody_confirms_ends_terminated(ctx: Context, clock: Fixed
     instance, invoke_id = await _run(ctx)
     await DeliveryService(ctx).fetch(instance)
     await DeliveryService(ctx).report(instance, Report("running", invoke_id, start=clock.now()))
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    await InvocationService(ctx).stop_invocation(Scope(account_id, "cn-hangzhou"), invoke_id, [])
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), invoke_id, [])
     assert (await _state(ctx, invoke_id, instance))[0] is InvocationStatus.STOPPING
     assert [o.result.invoke_id for o in (await DeliveryService(ctx).fetch(instance)).stop] == [invoke_id]
     clock.advance(seconds=61)

@@ -11,12 +11,12 @@ from cloudassist.domain.invocations import InvocationResult, RepeatMode, Termina
 from cloudassist.domain.paging import encode_token, parse_page
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus, TaskStatus
 from cloudassist.services.commands import CommandSpec
-from cloudassist.services.context import Context, Scope
+from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService, Report
 from cloudassist.services.invocations import InvocationService, RunOptions, Targets
 from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.results import ResultFilter
-from cloudassist.testing import FixedClock, register_instance
+from cloudassist.testing import FixedClock, default_scope, register_instance
 
 S = InvocationStatus
 SPEC = CommandSpec(name="n", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo tick", working_dir="",
@@ -28,15 +28,10 @@ PERIOD = dataclasses.replace(ONCE, repeat_mode=RepeatMode.PERIOD, frequency="rat
 EVERY_REBOOT = dataclasses.replace(ONCE, repeat_mode=RepeatMode.EVERY_REBOOT)
 
 
-async def _scope(ctx: Context) -> Scope:
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    return Scope(account_id, "cn-hangzhou")
 
 
 async def _start(ctx: Context, options: RunOptions, instances: list[str]) -> str:
-    started = await InvocationService(ctx).run_command(await _scope(ctx), SPEC, options, Targets(instances), (),
+    started = await InvocationService(ctx).run_command(await default_scope(ctx), SPEC, options, Targets(instances), (),
                                                        keep_command=False, idempotency=None)
     return started.invoke_id
 
@@ -56,7 +51,7 @@ async def _run(ctx: Context, clock: FixedClock, instance: str, invoke_id: str, o
 
 async def _records(ctx: Context, invoke_id: str | None, *, history: bool = True, size: int = 50, number: int = 1,
                    **filters: object) -> tuple[int, list[InvocationResult]]:
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     page = parse_page(number, size, None, None, paging_status=403)
     f = ResultFilter(scope.account_id, scope.region_id, not_before=ctx.clock.now(), min_seq=0, invoke_id=invoke_id,
                      **filters)  # type: ignore[arg-type]
@@ -112,7 +107,7 @@ async def test_history_pages_by_page_number_and_by_next_token_over_the_combined_
     _, second = await _records(ctx, invoke_id, size=3, number=2)
     assert total == 4
     assert first + second == everything
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     f = ResultFilter(scope.account_id, scope.region_id, not_before=clock.now(), min_seq=0, invoke_id=invoke_id)
     service = InvocationService(ctx)
     walked: list[InvocationResult] = []
@@ -205,7 +200,7 @@ async def test_a_run_killed_by_a_stop_is_kept_as_terminated(ctx: Context, clock:
     await _run(ctx, clock, instance, invoke_id, b"one\n")
     start = clock.now()
     await delivery.report(instance, Report("running", invoke_id, start=start, output=b"par"))
-    await InvocationService(ctx).stop_invocation(await _scope(ctx), invoke_id, [])
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), invoke_id, [])
     clock.advance(seconds=1)
     await delivery.report(instance, Report("stopped", invoke_id, start=start, end=clock.now(), output=b"tial",
                                            result="killed"))
@@ -221,7 +216,7 @@ async def test_a_stop_between_runs_adds_no_record(ctx: Context, clock: FixedCloc
     delivery = DeliveryService(ctx)
     await delivery.fetch(instance)
     start = await _run(ctx, clock, instance, invoke_id, b"one\n")
-    await InvocationService(ctx).stop_invocation(await _scope(ctx), invoke_id, [])
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), invoke_id, [])
     await delivery.report(instance, Report("stopped", invoke_id, start=start, end=start + timedelta(seconds=10),
                                            result="killed"))
     _, records = await _records(ctx, invoke_id)
@@ -229,7 +224,7 @@ async def test_a_stop_between_runs_adds_no_record(ctx: Context, clock: FixedCloc
 
 
 async def _task(ctx: Context, invoke_id: str, **filters: object) -> list[tuple[str, TaskStatus, bool]]:
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     f = InvocationFilter(scope.account_id, scope.region_id, not_before=ctx.clock.now(), invoke_id=invoke_id,
                          **filters)  # type: ignore[arg-type]
     found = await InvocationService(ctx).describe_invocations(f, parse_page(1, 50, None, None, paging_status=403))
@@ -261,7 +256,7 @@ async def test_timed_filters_recurring_tasks_still_to_run(ctx: Context, clock: F
     period = await _start(ctx, PERIOD, [instance])
     reboot = await _start(ctx, EVERY_REBOOT, [instance])
     stopped = await _start(ctx, PERIOD, [instance])
-    await InvocationService(ctx).stop_invocation(await _scope(ctx), stopped, [])
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), stopped, [])
 
     async def ids(timed: bool | None) -> set[str]:
         return {i for inv in (once, period, reboot, stopped) for i, _, _ in await _task(ctx, inv, timed=timed)}
@@ -282,7 +277,7 @@ async def test_paging_walks_records_of_both_kinds_interleaved(ctx: Context, cloc
     invoke_id = await _start(ctx, PERIOD, [first])
     await DeliveryService(ctx).fetch(first)
     await _run(ctx, clock, first, invoke_id, b"1\n")
-    await InvocationService(ctx).modify_invocation_attribute(await _scope(ctx), invoke_id,
+    await InvocationService(ctx).modify_invocation_attribute(await default_scope(ctx), invoke_id,
                                                              Modification(instance_ids=[second]), idempotency=None)
     await DeliveryService(ctx).fetch(second)
     await _run(ctx, clock, first, invoke_id, b"2\n")
@@ -292,7 +287,7 @@ async def test_paging_walks_records_of_both_kinds_interleaved(ctx: Context, cloc
     assert [(r.instance_id, r.status, r.output) for r in everything] == [
         (second, S.SCHEDULED, b"3\n"), (second, S.SUCCESS, b"3\n"), (first, S.SCHEDULED, b"2\n"),
         (first, S.SUCCESS, b"2\n"), (first, S.SUCCESS, b"1\n")]
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     f = ResultFilter(scope.account_id, scope.region_id, not_before=clock.now(), min_seq=0, invoke_id=invoke_id)
     service = InvocationService(ctx)
     for size in (1, 2, 3, 4):

@@ -12,11 +12,11 @@ from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatM
 from cloudassist.domain.statuses import InvocationStatus
 from cloudassist.errors import ApiError
 from cloudassist.services.commands import CommandService, CommandSpec
-from cloudassist.services.context import Context, Scope
+from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService, Report
 from cloudassist.services.idempotency import Idempotency
 from cloudassist.services.invocations import InvocationService, Modification, RunOptions, Targets
-from cloudassist.testing import FixedClock, register_instance
+from cloudassist.testing import FixedClock, default_scope, register_instance
 
 S = InvocationStatus
 SPEC = CommandSpec(name="n", description="d", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo {{greeting}}",
@@ -48,15 +48,10 @@ def kctx(ctx: Context, bell: Doorbell) -> Context:
     return dataclasses.replace(ctx, notify=bell)
 
 
-async def _scope(ctx: Context) -> Scope:
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    return Scope(account_id, "cn-hangzhou")
 
 
 async def _run(ctx: Context, options: RunOptions, instances: list[str], *, keep: bool = False) -> str:
-    started = await InvocationService(ctx).run_command(await _scope(ctx), SPEC, options, Targets(instances), (),
+    started = await InvocationService(ctx).run_command(await default_scope(ctx), SPEC, options, Targets(instances), (),
                                                        keep_command=keep, idempotency=None)
     return started.invoke_id
 
@@ -72,7 +67,7 @@ async def _task(ctx: Context, invoke_id: str) -> tuple[Invocation, list[Invocati
 async def _modify(ctx: Context, invoke_id: str, token: str | None = None, **change: object) -> str:
     idem = Idempotency.of("ModifyInvocationAttribute", token, {"InvokeId": invoke_id, **change})
     return await InvocationService(ctx).modify_invocation_attribute(
-        await _scope(ctx), invoke_id, Modification(**change), idempotency=idem)  # type: ignore[arg-type]
+        await default_scope(ctx), invoke_id, Modification(**change), idempotency=idem)  # type: ignore[arg-type]
 
 
 async def _code(ctx: Context, invoke_id: str, **change: object) -> tuple[int, str]:
@@ -123,7 +118,7 @@ async def test_the_new_command_is_kept_when_the_tasks_was(ctx: Context) -> None:
     invoke_id = await _run(ctx, PERIOD, [instance], keep=True)
     command_id = await _modify(ctx, invoke_id, content=b"echo new")
     async with ctx.store.read() as tx:
-        command = await tx.commands.get((await _scope(ctx)).account_id, "cn-hangzhou", command_id)
+        command = await tx.commands.get((await default_scope(ctx)).account_id, "cn-hangzhou", command_id)
     assert command is not None
     assert command.kept
 
@@ -187,7 +182,7 @@ async def test_only_recurring_unfinished_tasks_can_be_modified(ctx: Context, clo
     once = await _run(ctx, ONCE, [instance])
     assert await _code(ctx, once, frequency="rate(10m)") == (403, "InvalidOperation.RepeatModeUnsupported")
     stopped = await _run(ctx, PERIOD, [instance])
-    await InvocationService(ctx).stop_invocation(await _scope(ctx), stopped, [])
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), stopped, [])
     assert await _code(ctx, stopped, frequency="rate(10m)") == (403, "InvalidOperation.InvokeAlreadyFinished")
     ended = await _run(ctx, dataclasses.replace(PERIOD, frequency="at(2026-11-26 13:00:00)"), [instance])
     delivery = DeliveryService(ctx)
@@ -196,7 +191,7 @@ async def test_only_recurring_unfinished_tasks_can_be_modified(ctx: Context, clo
     assert await _code(ctx, ended, frequency="rate(10m)") == (403, "InvalidOperation.InvokeAlreadyFinished")
     stopping = await _run(ctx, PERIOD, [instance])
     await delivery.fetch(instance)
-    await InvocationService(ctx).stop_invocation(await _scope(ctx), stopping, [])  # Stopping: still modifiable
+    await InvocationService(ctx).stop_invocation(await default_scope(ctx), stopping, [])  # Stopping: still modifiable
     assert await _modify(ctx, stopping, frequency="rate(10m)")
 
 
@@ -266,6 +261,6 @@ async def test_parameters_of_a_task_whose_command_was_deleted_cannot_change(ctx:
     instance = await register_instance(ctx)
     invoke_id = await _run(ctx, PERIOD, [instance], keep=True)
     inv, _ = await _task(ctx, invoke_id)
-    await CommandService(ctx).delete_command(await _scope(ctx), inv.command_id)
+    await CommandService(ctx).delete_command(await default_scope(ctx), inv.command_id)
     assert await _code(ctx, invoke_id, parameters={"greeting": "x"}) == (404, "InvalidCommandId.NotFound")
     assert await _modify(ctx, invoke_id, frequency="rate(10m)") == inv.command_id

@@ -22,7 +22,7 @@ from cloudassist.services.context import Context, Scope
 from cloudassist.services.invocations import InvocationService, Modification, RunOptions, Targets
 from cloudassist.services.tags import TagService
 from cloudassist.store.commands import CommandFilter
-from cloudassist.testing import register_instance
+from cloudassist.testing import default_scope, register_instance
 
 S = InvocationStatus
 SPEC = CommandSpec(
@@ -57,9 +57,6 @@ def _with(ctx: Context, **settings: int) -> Context:
     return dataclasses.replace(ctx, settings=ctx.settings.replace(**settings))
 
 
-async def _scope(ctx: Context) -> Scope:
-    async with ctx.store.write() as tx:
-        return Scope(await tx.accounts.ensure("default", ctx.clock.now()), "cn-hangzhou")
 
 
 async def _together(*calls: Awaitable[Any]) -> list[Any]:
@@ -85,7 +82,7 @@ async def _tags(ctx: Context, command_id: str) -> dict[str, str]:
 async def test_tagging_one_resource_with_the_same_new_key_at_once_never_fails(ctx: Context) -> None:
     """Several TagResources setting the same new key on one command at the same time all succeed (none is a
     500 from the primary key), and the key ends with one of their values."""
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     tags = TagService(ctx)
     for round_ in range(ROUNDS):
         command_id = await CommandService(ctx).create_command(scope, SPEC, ())
@@ -102,7 +99,7 @@ async def test_tagging_one_resource_with_the_same_new_key_at_once_never_fails(ct
 async def test_tagging_one_resource_at_once_never_passes_twenty_tags(ctx: Context) -> None:
     """A command with 15 tags, and several TagResources adding 3 new keys each at the same time: one gets in,
     the others are OperationDenied.QuotaExceed; the command never holds more than 20 tags."""
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     tags = TagService(ctx)
     for _ in range(ROUNDS):
         command_id = await CommandService(ctx).create_command(scope, SPEC, [Tag(f"k{i:02}", "x") for i in range(15)])
@@ -120,7 +117,7 @@ async def test_tagging_one_resource_at_once_never_passes_twenty_tags(ctx: Contex
 async def test_creating_commands_at_once_holds_to_the_command_quota(ctx: Context) -> None:
     """With command_quota=3, eight CreateCommand at the same time: three are kept, five are CmdCount.ExceedQuota."""
     ctx = _with(ctx, command_quota=3)
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     commands = CommandService(ctx)
     outcomes = await _together(*(commands.create_command(scope, SPEC, ()) for _ in range(8)))
     assert sorted(_codes(outcomes), key=str) == sorted([None] * 3 + ["CmdCount.ExceedQuota"] * 5, key=str)
@@ -143,7 +140,7 @@ async def _periodic(ctx: Context, scope: Scope, instance_id: str) -> str:
 async def test_adding_the_same_instance_at_once_gives_it_one_record(ctx: Context) -> None:
     """Several ModifyInvocationAttribute adding the same InstanceId to a task at the same time: all succeed, and
     the instance has one execution record in the task."""
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     first = await register_instance(ctx, name="first")
     added = await register_instance(ctx, name="added")
     service = InvocationService(ctx)
@@ -164,7 +161,7 @@ async def test_adding_the_same_instance_at_once_gives_it_one_record(ctx: Context
 async def test_adding_instances_at_once_holds_to_the_instance_limit(ctx: Context) -> None:
     """With max_instances_per_call=2 and a task on one instance, two ModifyInvocationAttribute each adding another
     instance at the same time: one is InvalidInstanceId.CountLimitExceeded, and the task has two records."""
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     first = await register_instance(ctx, name="first")
     others = [await register_instance(ctx, name=f"other-{i}") for i in range(2)]
     ctx = _with(ctx, max_instances_per_call=2)
@@ -186,7 +183,7 @@ async def test_adding_instances_at_once_holds_to_the_instance_limit(ctx: Context
 async def test_adding_an_instance_while_the_task_stops_leaves_nothing_pending(ctx: Context) -> None:
     """StopInvocation and ModifyInvocationAttribute adding an instance at the same time: either the instance is
     added and then cancelled with the rest, or the modify finds the task finished; no record is left Pending."""
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     first = await register_instance(ctx, name="first")
     added = await register_instance(ctx, name="added")
     service = InvocationService(ctx)
@@ -210,7 +207,7 @@ async def test_stops_racing_agent_fetches_and_reports_never_deadlock(ctx: Contex
 
     from cloudassist.services.delivery import DeliveryService, Report
 
-    scope = await _scope(ctx)
+    scope = await default_scope(ctx)
     instances = [await register_instance(ctx) for _ in range(3)]
     service, delivery = InvocationService(ctx), DeliveryService(ctx)
     once = dataclasses.replace(PERIOD, repeat_mode=RepeatMode.ONCE, frequency="")

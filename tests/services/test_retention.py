@@ -11,7 +11,7 @@ from cloudassist.services.commands import CommandSpec
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.invocations import InvocationService, RunOptions, Targets
 from cloudassist.store.results import ResultFilter
-from cloudassist.testing import FixedClock, register_instance
+from cloudassist.testing import FixedClock, default_scope, register_instance
 
 SPEC = CommandSpec(name="n", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo hi", working_dir="",
                    timeout=60, enable_parameter=False, launcher="", resource_group_id="")
@@ -29,10 +29,7 @@ async def _results(ctx: Context, scope: Scope) -> tuple[int, list[str]]:
 
 async def _setup(ctx: Context) -> tuple[Scope, str]:
     instance = await register_instance(ctx)
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    return Scope(account_id, "cn-hangzhou"), instance
+    return await default_scope(ctx), instance
 
 
 async def test_only_the_newest_records_up_to_the_retention_count_are_returned(ctx: Context) -> None:

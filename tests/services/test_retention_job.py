@@ -27,7 +27,7 @@ from cloudassist.store.invocations import InvocationFilter
 from cloudassist.store.quotas import Quotas
 from cloudassist.store.results import ResultFilter
 from cloudassist.store.tables import client_tokens, invocation_history, invocation_results, invocations, tags
-from cloudassist.testing import FixedClock, register_instance, under_contention
+from cloudassist.testing import FixedClock, default_scope, register_instance, under_contention
 
 SPEC = CommandSpec(name="n", description="", type=CommandType.RUN_SHELL_SCRIPT, content=b"echo hi", working_dir="",
                    timeout=60, enable_parameter=False, launcher="", resource_group_id="")
@@ -42,10 +42,7 @@ def _with(ctx: Context, **settings: int) -> Context:
 
 async def _setup(ctx: Context) -> tuple[Scope, str]:
     instance = await register_instance(ctx)
-    async with ctx.store.read() as tx:
-        account_id = await tx.accounts.find("default")
-    assert account_id is not None
-    return Scope(account_id, "cn-hangzhou"), instance
+    return await default_scope(ctx), instance
 
 
 async def _ended(ctx: Context, scope: Scope, instance: str, tags: tuple[Tag, ...] = ()) -> str:
