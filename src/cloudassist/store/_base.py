@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 
-from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Table, literal_column, text
+from sqlalchemy.engine import CursorResult, Dialect
 
 #: Namespaces of `Repository.serialise` (one per kind of key, so keys of two kinds never collide).
 LOCK_TAGS: Final = 1
 LOCK_KEPT_COMMANDS: Final = 2
 
 
+_WORD = re.compile(r"^[A-Za-z]+$")
+
+
+def one_of(column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bool]:
+    """`column IN ('a', 'b')` with the values in the SQL itself: for statements built once, whose IN list
+    then needs no expanding per call. Only for fixed words of our own (statuses), never for input."""
+    assert all(_WORD.match(w) for w in words), words
+    return column.in_([literal_column(f"'{w}'") for w in words])
+
+
+class Conn(Protocol):
+    """What repositories use of a connection: SQLAlchemy's AsyncConnection (PostgreSQL), or the inline
+    connection of SQLite (store/inline.py)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[*tuple[Any, ...]]: ...
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
 class Repository:
     """A set of queries about one noun, run on the transaction's connection."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
     @property
@@ -37,12 +62,16 @@ class Repository:
 
     async def insert_or_skip(self, table: Table, values: dict[str, Any]) -> bool:
         """Insert `values` unless the primary key exists; True when the row was inserted."""
-        if self.dialect == "postgresql":  # each dialect's module is imported only when used
-            from sqlalchemy.dialects import postgresql
+        return bool((await self.conn.execute(skip_existing(table, self.dialect), values)).rowcount)
 
-            result = await self.conn.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
-        else:
-            from sqlalchemy.dialects import sqlite
 
-            result = await self.conn.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
-        return bool(result.rowcount)
+@functools.cache
+def skip_existing(table: Table, dialect: str) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING` into `table` in `dialect`, built once; executed with a row's values."""
+    if dialect == "postgresql":  # each dialect's module is imported only when used
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table).on_conflict_do_nothing()

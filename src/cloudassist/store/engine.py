@@ -6,8 +6,8 @@ import sqlite3
 import time
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -24,18 +24,26 @@ def make_engine(url: str) -> AsyncEngine:
     """
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 10})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def make_inline_engine(url: str, busy_ms: int) -> Engine:
+    """A synchronous engine on the same SQLite file as `url` (an aiosqlite URL), for statements run on the
+    event loop's thread (store/inline.py); its busy handler gives up after `busy_ms`."""
+    engine = create_engine(url.replace("sqlite+aiosqlite:", "sqlite:", 1), pool_size=8, max_overflow=32)
+    _configure_sqlite(engine, busy_ms)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, busy_ms: int = 10_000) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # take transaction control from the driver; "begin" below issues BEGIN itself
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA journal_mode")
         if str(cursor.fetchone()[0]).lower() != "wal":  # only a new file is switched (it takes a lock)
             _enter_wal(cursor)
@@ -45,7 +53,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")

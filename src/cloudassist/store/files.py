@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, insert, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.files import ContentType, FileErrorCode, FileResult, FileSpec, FileTask
 from cloudassist.domain.statuses import InvocationStatus, TaskStatus
 from cloudassist.domain.tags import Tag
-from cloudassist.store._base import Repository
+from cloudassist.store._base import Repository, one_of
 from cloudassist.store.tables import file_results, file_tasks
 from cloudassist.store.tags import tagged_with
 
@@ -42,6 +43,22 @@ class Overdue:
 
     result: FileResult
     timeout: int
+
+
+#: The agent face's statements, built once (see results.py).
+_WAITING = select(file_results.c.instance_id).where(
+    file_results.c.status == InvocationStatus.PENDING.value, file_results.c.delivered_time.is_(None)
+)
+_WAITING_ONE = _WAITING.where(file_results.c.instance_id == bindparam("instance_id")).limit(1)
+
+
+@functools.cache
+def _for_instance(statuses: tuple[str, ...]) -> Any:
+    return (
+        select(file_results)
+        .where(one_of(file_results.c.status, statuses), file_results.c.instance_id == bindparam("instance_id"))
+        .order_by(file_results.c.result_id)
+    )
 
 
 class Files(Repository):
@@ -139,12 +156,8 @@ class Files(Repository):
         return {i: found.get(i, []) for i in invoke_ids}
 
     async def for_instance(self, instance_id: str, statuses: Iterable[InvocationStatus]) -> list[FileResult]:
-        rows = await self.conn.execute(
-            select(file_results)
-            .where(file_results.c.status.in_([s.value for s in statuses]), file_results.c.instance_id == instance_id)
-            .order_by(file_results.c.result_id)
-        )
-        return [_result(row) for row in rows]
+        stmt = _for_instance(tuple(s.value for s in statuses))
+        return [_result(row) for row in await self.conn.execute(stmt, {"instance_id": instance_id})]
 
     async def current(self, invoke_id: str, instance_id: str) -> FileResult | None:
         row = (
@@ -170,12 +183,9 @@ class Files(Repository):
 
     async def waiting_instances(self, instance_id: str | None = None) -> set[str]:
         """Instances with a file not fetched yet."""
-        stmt = select(file_results.c.instance_id).where(
-            file_results.c.status == InvocationStatus.PENDING.value, file_results.c.delivered_time.is_(None)
-        )
         if instance_id is not None:
-            stmt = stmt.where(file_results.c.instance_id == instance_id)
-        return {row.instance_id for row in await self.conn.execute(stmt.distinct())}
+            return {row.instance_id for row in await self.conn.execute(_WAITING_ONE, {"instance_id": instance_id})}
+        return {row.instance_id for row in await self.conn.execute(_WAITING.distinct())}
 
     async def open_results(self) -> list[Overdue]:
         """Every record still Pending or Running, with its task's Timeout (the sweeper judges them)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.instances import ManagedInstance
@@ -17,6 +17,12 @@ from cloudassist.store.tables import invocation_results, managed_instances
 from cloudassist.store.tags import tagged_with
 
 M = managed_instances.c
+#: The agent face's statements, built once (see results.py).
+_GET = select(managed_instances).where(M.instance_id == bindparam("b_instance_id"), M.deregistered.is_(False))
+_UPDATE = update(managed_instances).where(M.instance_id == bindparam("b_instance_id"))
+_COUNT_INVOCATION = _UPDATE.values(
+    invocation_count=M.invocation_count + 1, last_invoked_time=bindparam("b_when", type_=M.last_invoked_time.type)
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +123,22 @@ class Instances(Repository):
         return None if row is None else _instance(row)
 
     async def get(self, instance_id: str) -> ManagedInstance | None:
-        row = (
-            await self.conn.execute(
-                select(managed_instances).where(M.instance_id == instance_id, M.deregistered.is_(False))
-            )
-        ).first()
+        row = (await self.conn.execute(_GET, {"b_instance_id": instance_id})).first()
         return None if row is None else _instance(row)
 
+    async def by_ids(self, instance_ids: Iterable[str]) -> dict[str, ManagedInstance]:
+        """Registered instances by id alone (the sweeper's view of many agents at once)."""
+        wanted = sorted(set(instance_ids))
+        found: dict[str, ManagedInstance] = {}
+        for first in range(0, len(wanted), 500):
+            stmt = select(managed_instances).where(
+                M.instance_id.in_(wanted[first : first + 500]), M.deregistered.is_(False)
+            )
+            found.update((row.instance_id, _instance(row)) for row in await self.conn.execute(stmt))
+        return found
+
     async def update(self, instance_id: str, **values: Any) -> None:
-        await self.conn.execute(update(managed_instances).where(M.instance_id == instance_id).values(**values))
+        await self.conn.execute(_UPDATE, {**values, "b_instance_id": instance_id})
 
     async def active_task_counts(self, instance_ids: Sequence[str]) -> dict[str, int]:
         """How many executions are running on each instance."""
@@ -144,11 +157,7 @@ class Instances(Repository):
 
     async def count_invocation(self, instance_id: str, when: datetime) -> None:
         """One more execution ended on the instance (InvocationCount, LastInvokedTime)."""
-        await self.conn.execute(
-            update(managed_instances)
-            .where(M.instance_id == instance_id)
-            .values(invocation_count=M.invocation_count + 1, last_invoked_time=when)
-        )
+        await self.conn.execute(_COUNT_INVOCATION, {"b_instance_id": instance_id, "b_when": when})
 
 
 def _instance(row: Row[Any]) -> ManagedInstance:

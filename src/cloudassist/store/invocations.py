@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, func, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.commands import CommandType
@@ -43,6 +43,15 @@ class InvocationFilter:
 #: The repeat modes that run again by themselves, and the roll-ups of such a task that is not over yet.
 TIMED_MODES: Final = (RepeatMode.PERIOD.value, RepeatMode.NEXT_REBOOT_ONLY.value, RepeatMode.EVERY_REBOOT.value)
 TIMED_STATUSES: Final = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value, TaskStatus.SCHEDULED.value)
+
+
+#: The agent face's statements, built once (see results.py).
+_BY_ID = select(invocations).where(invocations.c.invoke_id == bindparam("b_invoke_id"))
+_SET_STATUS = (
+    update(invocations)
+    .where(invocations.c.invoke_id == bindparam("b_invoke_id"))
+    .values(status=bindparam("b_status"), invoke_status=bindparam("b_invoke_status"))
+)
 
 
 class Invocations(Repository):
@@ -105,13 +114,16 @@ class Invocations(Repository):
 
     async def by_id(self, invoke_id: str) -> Invocation | None:
         """An invocation by id alone: for the agent face, whose instance fixes account and region."""
-        row = (await self.conn.execute(select(invocations).where(invocations.c.invoke_id == invoke_id))).first()
+        row = (await self.conn.execute(_BY_ID, {"b_invoke_id": invoke_id})).first()
         return None if row is None else _invocation(row)
 
     async def by_ids(self, invoke_ids: Sequence[str]) -> dict[str, Invocation]:
         """Invocations by id alone (the primary key), for the agent face and the sweeper."""
         if not invoke_ids:
             return {}
+        if len(invoke_ids) == 1:  # an agent's usual fetch: one task, by the statement built once
+            found = await self.by_id(invoke_ids[0])
+            return {} if found is None else {found.invoke_id: found}
         rows = await self.conn.execute(select(invocations).where(invocations.c.invoke_id.in_(list(invoke_ids))))
         return {row.invoke_id: _invocation(row) for row in rows}
 
@@ -171,9 +183,7 @@ class Invocations(Repository):
 
     async def set_status(self, invoke_id: str, status: TaskStatus, invoke_status: str) -> None:
         await self.conn.execute(
-            update(invocations)
-            .where(invocations.c.invoke_id == invoke_id)
-            .values(status=status.value, invoke_status=invoke_status)
+            _SET_STATUS, {"b_invoke_id": invoke_id, "b_status": status.value, "b_invoke_status": invoke_status}
         )
 
     async def modify(

@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, func, select, update
+from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.invocations import InvocationResult
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus, legacy
 from cloudassist.domain.tags import Tag
-from cloudassist.store._base import Repository
+from cloudassist.store._base import Repository, one_of
 from cloudassist.store.tables import invocation_results, invocations
 from cloudassist.store.tags import tagged_with
 
 R = invocation_results.c
+
+# The agent face's statements, built once: building a statement and its cache key costs more than SQLite
+# takes to run it. Statuses are literals, so no IN list is expanded per call.
+_CURRENT = (
+    select(invocation_results)
+    .where(R.invoke_id == bindparam("invoke_id"), R.instance_id == bindparam("instance_id"))
+    .order_by(R.seq.desc())
+    .limit(1)
+)
+_UPDATE = update(invocation_results).where(R.result_id == bindparam("b_result_id"))
+_UPDATE_EXPECTING = _UPDATE.where(R.status == bindparam("b_expect"))
+_STATUSES_OF = select(R.status).where(R.invoke_id == bindparam("invoke_id")).distinct()
+_WAITING = (
+    (R.status == "Pending") & R.delivered_time.is_(None)
+    | (R.status == "Stopping")
+    | (
+        one_of(R.status, ["Scheduled", "Running"])
+        & R.delivered_time.is_(None)
+        & select(invocations.c.invoke_id)
+        .where(invocations.c.invoke_id == R.invoke_id, invocations.c.repeat_mode == "Period")
+        .exists()
+    )
+)
+_WAITING_ONE = select(R.instance_id).where(_WAITING, R.instance_id == bindparam("instance_id")).limit(1)
 
 
 @dataclass(frozen=True)
@@ -140,27 +165,20 @@ class Results(Repository):
                 found[row.invoke_id].append(result_of(row))
         return found
 
+    async def statuses_of(self, invoke_id: str) -> set[InvocationStatus]:
+        """The distinct statuses of a task's records (from the (invoke_id, status) index alone)."""
+        return {InvocationStatus(row[0]) for row in await self.conn.execute(_STATUSES_OF, {"invoke_id": invoke_id})}
+
     async def for_instance(
         self, instance_id: str, statuses: Sequence[InvocationStatus], limit: int = 100
     ) -> builtins.list[InvocationResult]:
         """An instance's executions in the given statuses, oldest first (what its agent should hear of)."""
-        stmt = (
-            select(invocation_results)
-            .where(R.instance_id == instance_id, R.status.in_([s.value for s in statuses]))
-            .order_by(R.seq)
-            .limit(limit)
-        )
-        return [result_of(row) for row in await self.conn.execute(stmt)]
+        stmt = _for_instance(tuple(statuses), limit)
+        return [result_of(row) for row in await self.conn.execute(stmt, {"instance_id": instance_id})]
 
     async def current(self, invoke_id: str, instance_id: str) -> InvocationResult | None:
         """The newest execution of a task on an instance."""
-        stmt = (
-            select(invocation_results)
-            .where(R.invoke_id == invoke_id, R.instance_id == instance_id)
-            .order_by(R.seq.desc())
-            .limit(1)
-        )
-        row = (await self.conn.execute(stmt)).first()
+        row = (await self.conn.execute(_CURRENT, {"invoke_id": invoke_id, "instance_id": instance_id})).first()
         return None if row is None else result_of(row)
 
     async def update(self, result_id: int, *, expect: InvocationStatus | None = None, **values: Any) -> bool:
@@ -170,10 +188,38 @@ class Results(Repository):
         """
         if "status" in values:
             values["record_status"] = legacy(InvocationStatus(values["status"])).value
-        stmt = update(invocation_results).where(R.result_id == result_id)
-        if expect is not None:
-            stmt = stmt.where(R.status == expect.value)
-        return bool((await self.conn.execute(stmt.values(**values))).rowcount)
+        values["b_result_id"] = result_id
+        if expect is None:
+            return bool((await self.conn.execute(_UPDATE, values)).rowcount)
+        values["b_expect"] = expect.value
+        return bool((await self.conn.execute(_UPDATE_EXPECTING, values)).rowcount)
+
+    async def end_many(
+        self,
+        result_ids: Sequence[int],
+        *,
+        expect: InvocationStatus,
+        status: InvocationStatus,
+        error_code: ErrorCode,
+        now: datetime,
+        finished: bool,
+    ) -> int:
+        """End many records in one kind of ending, each only if it is still in `expect`; how many ended."""
+        ended = 0
+        for first in range(0, len(result_ids), 500):
+            stmt = (
+                update(invocation_results)
+                .where(R.result_id.in_(list(result_ids[first : first + 500])), R.status == expect.value)
+                .values(
+                    status=status.value,
+                    record_status=legacy(status).value,
+                    error_code=error_code.value,
+                    update_time=now,
+                    finished_time=now if finished else None,
+                )
+            )
+            ended += int((await self.conn.execute(stmt)).rowcount)
+        return ended
 
     async def modified(self, invoke_id: str, *, command_id: str, redeliver: bool, now: datetime) -> None:
         """A task was modified: every record of it gets the next invoke version and the task's command;
@@ -210,17 +256,20 @@ class Results(Repository):
     async def waiting_instances(self, instance_id: str | None = None, limit: int = 10_000) -> set[str]:
         """Instances with work not yet fetched, or stops not yet confirmed (worth a kick): Pending records never
         fetched, Stopping records, and records of a schedule modified since its agent last fetched it."""
-        modified = select(invocations.c.invoke_id).where(
-            invocations.c.invoke_id == R.invoke_id, invocations.c.repeat_mode == "Period"
-        )
-        stmt = select(R.instance_id).where(
-            ((R.status == "Pending") & R.delivered_time.is_(None))
-            | (R.status == "Stopping")
-            | (R.status.in_(["Scheduled", "Running"]) & R.delivered_time.is_(None) & modified.exists())
-        )
         if instance_id is not None:
-            stmt = stmt.where(R.instance_id == instance_id)
+            return {row[0] for row in await self.conn.execute(_WAITING_ONE, {"instance_id": instance_id})}
+        stmt = select(R.instance_id).where(_WAITING)
         return {row[0] for row in await self.conn.execute(stmt.distinct().limit(limit))}
+
+
+@functools.cache
+def _for_instance(statuses: tuple[InvocationStatus, ...], limit: int) -> Any:
+    return (
+        select(invocation_results)
+        .where(R.instance_id == bindparam("instance_id"), one_of(R.status, [s.value for s in statuses]))
+        .order_by(R.seq)
+        .limit(limit)
+    )
 
 
 def result_of(row: Row[Any], key: str = "result_id") -> InvocationResult:

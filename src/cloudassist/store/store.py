@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudassist.errors import ApiError
 from cloudassist.store import migrate
+from cloudassist.store._base import Conn
 from cloudassist.store.accounts import Accounts
 from cloudassist.store.activations import Activations
 from cloudassist.store.commands import Commands
-from cloudassist.store.engine import is_sqlite, make_engine
+from cloudassist.store.committer import GroupCommit
+from cloudassist.store.engine import is_sqlite, make_engine, make_inline_engine
 from cloudassist.store.files import Files
 from cloudassist.store.history import History
+from cloudassist.store.inline import BUSY_MS, InlineConnection, begin_immediate
 from cloudassist.store.instances import Instances
 from cloudassist.store.invocations import Invocations
 from cloudassist.store.nonces import Nonces
@@ -24,12 +29,25 @@ from cloudassist.store.results import Results
 from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Tx:
     """A transaction and the repositories bound to it."""
 
-    conn: AsyncConnection
+    conn: Conn
+    _deferred: dict[Hashable, Callable[[Tx], Awaitable[None]]] = field(default_factory=dict, compare=False)
+
+    def defer(self, key: Hashable, work: Callable[[Tx], Awaitable[None]]) -> None:
+        """Run `work` once, just before this transaction commits, however many times it is deferred under
+        `key` (e.g. a task's roll-up after several of its records changed in one batch)."""
+        self._deferred.setdefault(key, work)
+
+    async def finish(self) -> None:
+        while self._deferred:
+            key = next(iter(self._deferred))
+            await self._deferred.pop(key)(self)
 
     @property
     def accounts(self) -> Accounts:
@@ -82,6 +100,13 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.url = str(engine.url)
+        #: SQLite has one writer at a time. Writers of this process queue here, in order, instead of each
+        #: taking a pooled connection and waiting in SQLite's busy handler, which sleeps (up to 100 ms a
+        #: time) rather than waking when the lock is free; other processes still meet the busy handler.
+        self._writer = asyncio.Lock() if is_sqlite(self.url) else None
+        #: SQLite runs on the loop's thread (store/inline.py); `engine` stays for migrations and tools.
+        self.inline = make_inline_engine(self.url, BUSY_MS) if is_sqlite(self.url) else None
+        self._group = GroupCommit(self.write)
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Store:
@@ -96,25 +121,70 @@ class Store:
         return is_sqlite(self.url)
 
     async def close(self) -> None:
+        if self.inline is not None:
+            self.inline.dispose()
         await self.engine.dispose()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
         """A read-only transaction (a consistent snapshot on both databases)."""
+        if self.inline is not None:
+            with self._translated_sync(), self.inline.connect() as sync, sync.begin():
+                yield Tx(InlineConnection(sync))
+            return
         async with self._translated(), self.engine.connect() as conn, conn.begin():
             yield Tx(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """A transaction that writes; on SQLite it holds the write lock from its first statement."""
-        async with self._translated(), self.engine.connect() as conn:
+        if self.inline is not None:
+            async with self._exclusive(), self._translated():
+                with self.inline.connect() as plain:
+                    sync = plain.execution_options(sqlite_begin="IMMEDIATE")
+                    await begin_immediate(sync)
+                    try:
+                        tx = Tx(InlineConnection(sync))
+                        yield tx
+                        await tx.finish()
+                    except BaseException:
+                        sync.rollback()
+                        raise
+                    sync.commit()
+            return
+        async with self._exclusive(), self._translated(), self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
-                yield Tx(conn)
+                tx = Tx(conn)
+                yield tx
+                await tx.finish()
+
+    async def batch(self, work: Callable[[Tx], Awaitable[T]], key: str = "") -> T:
+        """Apply a small write in a transaction it may share with other concurrent writes (group commit); its
+        result once committed. `work` must do only database work, and may run twice (store/committer.py)."""
+        return await self._group.run(work, key)
+
+    @property
+    def group(self) -> GroupCommit[Tx]:
+        return self._group
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        if self._writer is None:
+            yield
+            return
+        async with self._writer:
+            yield
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
         """Database outages become ServiceUnavailable at this boundary, never a traceback."""
+        with self._translated_sync():
+            yield
+
+    @staticmethod
+    @contextmanager
+    def _translated_sync() -> Iterator[None]:
         try:
             yield
         except (OperationalError, DBAPIError, OSError) as exc:

@@ -154,6 +154,8 @@ invocation_results = Table(
     Index(None, "status", "run_deadline"),
     Index(None, "account_id", "region_id", "seq", "creation_time"),
     Index(None, "invoke_id", "seq", "creation_time"),
+    #: A task's distinct statuses, read from the index alone: its roll-up.
+    Index(None, "invoke_id", "status"),
     Index(None, "account_id", "region_id", "instance_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
