@@ -109,98 +109,109 @@ class DeliveryService:
         the schedule itself, and re-learns it from every start-up fetch. Reboot tasks are listed only
         on the start-up fetch of a cold start (the machine booted).
         """
+        return await self.ctx.store.batch(
+            lambda tx: self.fetch_in(tx, instance_id, task_id, startup=startup, cold_start=cold_start)
+        )
+
+    async def fetch_in(
+        self, tx: Tx, instance_id: str, task_id: str | None = None, *, startup: bool = False, cold_start: bool = False
+    ) -> TaskList:
+        """`fetch`, in a transaction of the caller's (a batch of writes, see Store.batch)."""
         now = self.ctx.clock.now()
-        async with self.ctx.store.write() as tx:
-            open_ = await tx.results.for_instance(instance_id, [S.PENDING, S.RUNNING, S.SCHEDULED])
-            stopping = await tx.results.for_instance(instance_id, [S.STOPPING])
-            await tx.invocations.lock(r.invoke_id for r in open_)
-            invocations = await tx.invocations.by_ids(list({r.invoke_id for r in [*open_, *stopping]}))
-            run = []
-            for result in open_:
-                inv = invocations.get(result.invoke_id)
-                if inv is None or not _listed(result, inv.repeat_mode, startup, cold_start):
-                    continue
-                if task_id and result.invoke_id != task_id and result.status is not S.PENDING:
-                    continue
-                if result.delivered_time is None or inv.repeat_mode.timed:
-                    changes: dict[str, Any] = {"delivered_time": now, "update_time": now}
-                    if inv.repeat_mode is RepeatMode.PERIOD and result.status is S.PENDING:
-                        changes["status"] = S.SCHEDULED.value  # the agent keeps the schedule from now on
-                    await tx.results.update(result.result_id, expect=result.status, **changes)
-                    if "status" in changes:
-                        await InvocationService.refresh_status(tx, result.invoke_id)
-                run.append(Order(result, inv))
-            stop = [Order(r, invocations[r.invoke_id]) for r in stopping if r.invoke_id in invocations]
+        listed = await tx.results.for_instance(instance_id, [S.PENDING, S.RUNNING, S.SCHEDULED, S.STOPPING])
+        open_ = [r for r in listed if r.status is not S.STOPPING]
+        stopping = [r for r in listed if r.status is S.STOPPING]
+        await tx.invocations.lock(r.invoke_id for r in open_)
+        invocations = await tx.invocations.by_ids(list({r.invoke_id for r in listed}))
+        run = []
+        for result in open_:
+            inv = invocations.get(result.invoke_id)
+            if inv is None or not _listed(result, inv.repeat_mode, startup, cold_start):
+                continue
+            if task_id and result.invoke_id != task_id and result.status is not S.PENDING:
+                continue
+            if result.delivered_time is None or inv.repeat_mode.timed:
+                changes: dict[str, Any] = {"delivered_time": now, "update_time": now}
+                if inv.repeat_mode is RepeatMode.PERIOD and result.status is S.PENDING:
+                    changes["status"] = S.SCHEDULED.value  # the agent keeps the schedule from now on
+                await tx.results.update(result.result_id, expect=result.status, **changes)
+                if "status" in changes:
+                    await InvocationService.refresh_status(tx, result.invoke_id)
+            run.append(Order(result, inv))
+        stop = [Order(r, invocations[r.invoke_id]) for r in stopping if r.invoke_id in invocations]
         return TaskList(run, stop)
 
     async def report(self, instance_id: str, report: Report) -> bool:
         """Apply one report; False when it names no execution of this instance (still acknowledged)."""
+        return await self.ctx.store.batch(lambda tx: self.report_in(tx, instance_id, report), key=report.task_id)
+
+    async def report_in(self, tx: Tx, instance_id: str, report: Report) -> bool:
+        """`report`, in a transaction of the caller's (a batch of writes, see Store.batch)."""
         now = self.ctx.clock.now()
         limit = self.ctx.settings.output_limit_bytes
-        async with self.ctx.store.write() as tx:
-            await tx.invocations.lock([report.task_id])
-            result = await tx.results.current(report.task_id, instance_id)
-            if result is None:
-                return False
-            if result.status.terminal:
-                return True
-            inv = await tx.invocations.by_id(report.task_id)
-            recurring = inv is not None and inv.repeat_mode in RECURRING
-            if recurring and self._already_ended(result, report):
-                return True  # a resent report of a run that has ended and been kept
-            new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
-            if new_run:
-                # a new run of the schedule: its output and times replace the previous run's
-                result = replace(result, output=b"", dropped=0, received=0, start_time=None, finished_time=None)
-            chunk = report.output
-            if report.offset is not None:
-                skip = result.received - report.offset
-                chunk = chunk[skip:] if skip > 0 else chunk
-            output, dropped = append(result.output, result.dropped, chunk, limit)
-            changes: dict[str, Any] = {
-                "output": output,
-                "dropped": dropped + max(report.dropped, 0),
-                "received": result.received + len(chunk),
-                "update_time": now,
-            }
-            if new_run:
-                changes.update(start_time=None, finished_time=None)
-            status = self._next_status(result, report)
-            if status is S.RUNNING or (new_run and status is not None):
-                start = report.start or now
-                changes["run_deadline"] = start + timedelta(seconds=inv.timeout if inv else 0)
-            ended_run = status is not None and status.terminal and report.kind in ("finish", "timeout", "error")
-            run: InvocationResult | None = None  # a run of a schedule that ended: kept in the history
-            if recurring and ended_run and status is not None and report.result != "completed":
-                # one run of a schedule ended; the schedule goes on (a stop asked for meanwhile still stands)
-                changes.update(self._times(result, report, S.SCHEDULED, now))
-                changes.update(
-                    error_code=self._error_code(report, status).value,
-                    exit_code=report.exit_code,
-                    repeats=result.repeats + 1,
-                    finished_time=report.end or now,
-                )
-                if result.status is not S.STOPPING:
-                    changes["status"] = S.SCHEDULED.value
-                run = self._run(result, changes, status)
-            elif status is not None and status is not result.status and can_transition(result.status, status):
-                changes["status"] = status.value
-                changes.update(self._times(result, report, status, now))
-                if status.terminal:
-                    changes["error_code"] = self._error_code(report, status).value
-                    changes["exit_code"] = report.exit_code if report.exit_code is not None else result.exit_code
-                    killed_run = recurring and report.kind == "stopped" and self._in_run(result)
-                    if report.kind != "stopped" or not recurring or killed_run:
-                        changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
-                    if killed_run:  # stopped in the middle of a run of a schedule: that run ended too
-                        run = self._run(result, changes, status)
-            changed = await tx.results.update(result.result_id, expect=result.status, **changes)
-            if run is not None and inv is not None and changed:
-                await self._archive(tx, inv, result.result_id, run, now)
-            if "status" in changes:
-                await InvocationService.refresh_status(tx, result.invoke_id)
-                if InvocationStatus(str(changes["status"])).terminal:
-                    await tx.instances.count_invocation(instance_id, now)
+        await tx.invocations.lock([report.task_id])
+        result = await tx.results.current(report.task_id, instance_id)
+        if result is None:
+            return False
+        if result.status.terminal:
+            return True
+        inv = await tx.invocations.by_id(report.task_id)
+        recurring = inv is not None and inv.repeat_mode in RECURRING
+        if recurring and self._already_ended(result, report):
+            return True  # a resent report of a run that has ended and been kept
+        new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
+        if new_run:
+            # a new run of the schedule: its output and times replace the previous run's
+            result = replace(result, output=b"", dropped=0, received=0, start_time=None, finished_time=None)
+        chunk = report.output
+        if report.offset is not None:
+            skip = result.received - report.offset
+            chunk = chunk[skip:] if skip > 0 else chunk
+        output, dropped = append(result.output, result.dropped, chunk, limit)
+        changes: dict[str, Any] = {
+            "output": output,
+            "dropped": dropped + max(report.dropped, 0),
+            "received": result.received + len(chunk),
+            "update_time": now,
+        }
+        if new_run:
+            changes.update(start_time=None, finished_time=None)
+        status = self._next_status(result, report)
+        if status is S.RUNNING or (new_run and status is not None):
+            start = report.start or now
+            changes["run_deadline"] = start + timedelta(seconds=inv.timeout if inv else 0)
+        ended_run = status is not None and status.terminal and report.kind in ("finish", "timeout", "error")
+        run: InvocationResult | None = None  # a run of a schedule that ended: kept in the history
+        if recurring and ended_run and status is not None and report.result != "completed":
+            # one run of a schedule ended; the schedule goes on (a stop asked for meanwhile still stands)
+            changes.update(self._times(result, report, S.SCHEDULED, now))
+            changes.update(
+                error_code=self._error_code(report, status).value,
+                exit_code=report.exit_code,
+                repeats=result.repeats + 1,
+                finished_time=report.end or now,
+            )
+            if result.status is not S.STOPPING:
+                changes["status"] = S.SCHEDULED.value
+            run = self._run(result, changes, status)
+        elif status is not None and status is not result.status and can_transition(result.status, status):
+            changes["status"] = status.value
+            changes.update(self._times(result, report, status, now))
+            if status.terminal:
+                changes["error_code"] = self._error_code(report, status).value
+                changes["exit_code"] = report.exit_code if report.exit_code is not None else result.exit_code
+                killed_run = recurring and report.kind == "stopped" and self._in_run(result)
+                if report.kind != "stopped" or not recurring or killed_run:
+                    changes["repeats"] = result.repeats + (1 if result.start_time or report.start else 0)
+                if killed_run:  # stopped in the middle of a run of a schedule: that run ended too
+                    run = self._run(result, changes, status)
+        changed = await tx.results.update(result.result_id, expect=result.status, **changes)
+        if run is not None and inv is not None and changed:
+            await self._archive(tx, inv, result.result_id, run, now)
+        if "status" in changes:
+            await InvocationService.refresh_status(tx, result.invoke_id)
+            if InvocationStatus(str(changes["status"])).terminal:
+                await tx.instances.count_invocation(instance_id, now)
         return True
 
     @staticmethod
@@ -306,7 +317,7 @@ class DeliveryService:
             if not candidates:
                 return 0
             invocations = await tx.invocations.by_ids(list({r.invoke_id for r in candidates}))
-            instances = {i: await tx.instances.get(i) for i in {r.instance_id for r in candidates}}
+            instances = await tx.instances.by_ids({r.instance_id for r in candidates})
         endings = []
         for r in candidates:
             inst = instances.get(r.instance_id)
@@ -331,6 +342,7 @@ class DeliveryService:
         ended = 0
         async with self.ctx.store.write() as tx:
             await tx.invocations.lock(r.invoke_id for r, _, _ in endings)
+            same: dict[tuple[InvocationStatus, InvocationStatus, ErrorCode, bool], list[InvocationResult]] = {}
             for r, status, code in endings:
                 inv = invocations.get(r.invoke_id)
                 if inv is not None and r.status is S.RUNNING and inv.repeat_mode in RECURRING:
@@ -350,15 +362,17 @@ class DeliveryService:
                         await InvocationService.refresh_status(tx, r.invoke_id)
                         ended += 1
                     continue
-                changed = await tx.results.update(
-                    r.result_id,
-                    expect=r.status,
-                    status=status.value,
-                    error_code=code.value,
-                    update_time=now,
-                    finished_time=now if r.start_time is not None else None,
+                same.setdefault((r.status, status, code, r.start_time is not None), []).append(r)
+            # the rest ends in one statement per kind of ending (each only if still in the status it was judged in)
+            for (was, status, code, started), records in same.items():
+                ended += await tx.results.end_many(
+                    [r.result_id for r in records],
+                    expect=was,
+                    status=status,
+                    error_code=code,
+                    now=now,
+                    finished=started,
                 )
-                if changed:
-                    await InvocationService.refresh_status(tx, r.invoke_id)
-                    ended += 1
+                for invoke_id in {r.invoke_id for r in records}:
+                    await InvocationService.refresh_status(tx, invoke_id)
         return ended

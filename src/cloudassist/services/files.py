@@ -139,46 +139,53 @@ class FileService:
 
         The first fetch moves a record Running (its start time); a record stays listed until its
         agent reports it, so a restarted agent hears of it again (ours never writes it twice)."""
+        return await self.ctx.store.batch(lambda tx: self.fetch_in(tx, instance_id))
+
+    async def fetch_in(self, tx: Tx, instance_id: str) -> list[Delivery]:
+        """`fetch`, in a transaction of the caller's (a batch of writes, see Store.batch)."""
         now = self.ctx.clock.now()
-        async with self.ctx.store.write() as tx:
-            open_ = await tx.files.for_instance(instance_id, [S.PENDING, S.RUNNING])
-            tasks = await tx.files.by_ids(r.invoke_id for r in open_)
-            listed = []
-            touched = set()
-            for result in open_:
-                task = tasks.get(result.invoke_id)
-                if task is None:
-                    continue
-                if result.status is S.PENDING:
-                    changed = await tx.files.update(
-                        result.result_id,
-                        expect=S.PENDING,
-                        status=S.RUNNING.value,
-                        start_time=now,
-                        delivered_time=now,
-                        update_time=now,
-                    )
-                    if changed:
-                        touched.add(result.invoke_id)
-                        result = replace(result, status=S.RUNNING, start_time=now, delivered_time=now)
-                listed.append(Delivery(result, task))
-            for invoke_id in touched:
-                await self.refresh_status(tx, invoke_id)
+        open_ = await tx.files.for_instance(instance_id, [S.PENDING, S.RUNNING])
+        tasks = await tx.files.by_ids(r.invoke_id for r in open_)
+        listed = []
+        touched = set()
+        for result in open_:
+            task = tasks.get(result.invoke_id)
+            if task is None:
+                continue
+            if result.status is S.PENDING:
+                changed = await tx.files.update(
+                    result.result_id,
+                    expect=S.PENDING,
+                    status=S.RUNNING.value,
+                    start_time=now,
+                    delivered_time=now,
+                    update_time=now,
+                )
+                if changed:
+                    touched.add(result.invoke_id)
+                    result = replace(result, status=S.RUNNING, start_time=now, delivered_time=now)
+            listed.append(Delivery(result, task))
+        for invoke_id in touched:
+            await self.refresh_status(tx, invoke_id)
         return listed
 
     async def report(self, instance_id: str, report: FileReport) -> bool:
         """Apply an agent's report; False when it names no record of this instance (still acknowledged)."""
+        if self._outcome(report) is None:
+            return True  # a progress post: nothing to record
+        return await self.ctx.store.batch(lambda tx: self.report_in(tx, instance_id, report), key=report.task_id)
+
+    async def report_in(self, tx: Tx, instance_id: str, report: FileReport) -> bool:
+        """`report`, in a transaction of the caller's (a batch of writes, see Store.batch)."""
         outcome = self._outcome(report)
         if outcome is None:
-            return True  # a progress post: nothing to record
-        now = self.ctx.clock.now()
-        async with self.ctx.store.write() as tx:
-            result = await tx.files.current(report.task_id, instance_id)
-            if result is None:
-                return False
-            if result.status.terminal:
-                return True
-            await self._end(tx, result, outcome, now)
+            return True
+        result = await tx.files.current(report.task_id, instance_id)
+        if result is None:
+            return False
+        if result.status.terminal:
+            return True
+        await self._end(tx, result, outcome, self.ctx.clock.now())
         return True
 
     @staticmethod

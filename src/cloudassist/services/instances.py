@@ -214,16 +214,25 @@ class InstanceService:
 
     async def heartbeat(self, instance_id: str, now: datetime, agent_version: str | None = None) -> ManagedInstance:
         """Record an agent's heart-beat (and the version it reports); InvalidInstance.NotFound if deregistered."""
-        version = _text("AgentVersion", agent_version, 64) if agent_version else None
+        version = self.check_agent_version(agent_version)
         async with self.ctx.store.write() as tx:
             instance = await tx.instances.get(instance_id)
             if instance is None:
                 raise ApiError.of("InvalidInstance.NotFound")
-            changes: dict[str, object] = {"last_heartbeat_time": now}
-            if version and version != instance.agent_version:
-                changes["agent_version"] = version
-            await tx.instances.update(instance_id, **changes)
+            return await self.heartbeat_in(tx, instance, now, version)
+
+    @staticmethod
+    async def heartbeat_in(tx: Tx, instance: ManagedInstance, now: datetime, version: str | None) -> ManagedInstance:
+        """`heartbeat` of an instance already read in the caller's transaction (`version` already checked)."""
+        changes: dict[str, object] = {"last_heartbeat_time": now}
+        if version and version != instance.agent_version:
+            changes["agent_version"] = version
+        await tx.instances.update(instance.instance_id, **changes)
         return replace(instance, last_heartbeat_time=now, agent_version=version or instance.agent_version)
+
+    @staticmethod
+    def check_agent_version(version: str | None) -> str | None:
+        return _text("AgentVersion", version, 64) if version else None
 
     # -- the API side ----------------------------------------------------------------------------------------
 

@@ -453,8 +453,14 @@ class InvocationService:
 
     @staticmethod
     async def refresh_status(tx: Tx, invoke_id: str) -> None:
-        """Recompute a task's roll-up from its results and store it with its legacy twin."""
-        statuses = [r.status for r in (await tx.results.of_invocations([invoke_id]))[invoke_id]]
+        """Recompute a task's roll-up and store it with its legacy twin, once, just before the transaction
+        commits (a batch that changes many records of one task computes its roll-up once)."""
+        tx.defer(("roll-up", invoke_id), lambda t: InvocationService._roll_up(t, invoke_id))
+
+    @staticmethod
+    async def _roll_up(tx: Tx, invoke_id: str) -> None:
+        # the roll-up depends only on which statuses occur, read from an index: no record is loaded
+        statuses = await tx.results.statuses_of(invoke_id)
         task = roll_up(statuses)
         await tx.invocations.set_status(invoke_id, task, legacy_roll_up(task, statuses).value)
         if task in TASK_ENDED:  # a command RunCommand did not keep goes with the end of its task

@@ -6,27 +6,36 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from cloudassist.api.agent.auth import AgentAuthError, authenticate
+from cloudassist.api.agent.auth import AgentAuth, AgentAuthError, Signed
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
-from cloudassist.services.delivery import DeliveryService
-from cloudassist.services.files import FileService, is_file_task
+from cloudassist.services.delivery import DeliveryService, TaskList
+from cloudassist.services.files import Delivery, FileService, is_file_task
 from cloudassist.services.instances import InstanceService
+from cloudassist.store.store import Tx
 
 log = logging.getLogger("cloudassist.agent_face")
 MAX_BODY = 1024 * 1024
 HEARTBEAT_MS = 60_000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Refused:
+    reason: str
 
 
 def ok(**fields: Any) -> JSONResponse:
@@ -57,12 +66,32 @@ class AgentEndpoints:
     def __init__(self, ctx: Context, hub: KickHub) -> None:
         self.ctx = ctx
         self.hub = hub
+        self.auth = AgentAuth(ctx)
         self.instances = InstanceService(ctx)
         self.delivery = DeliveryService(ctx)
         self.files = FileService(ctx)
+        self._account_names: dict[int, str] = {}
 
-    async def _signed(self, request: Request) -> ManagedInstance:
-        return await authenticate(self.ctx, {k.lower(): v for k, v in request.headers.items()})
+    async def _verify(self, headers: Any) -> Signed:
+        return await self.auth.verify({k.lower(): v for k, v in headers.items()})
+
+    async def act(
+        self, signed: Signed, work: Callable[[Tx, ManagedInstance], Awaitable[T]] | None = None, key: str = ""
+    ) -> tuple[ManagedInstance, T | None]:
+        """Spend the request id and do the request's `work` in one transaction shared with other requests
+        (group commit): nothing is acknowledged before it is committed, and a request refused by its claim
+        (a replay, a deregistered instance) does nothing."""
+
+        async def item(tx: Tx) -> tuple[ManagedInstance, T | None] | _Refused:
+            claimed = await AgentAuth.claim(tx, signed)
+            if isinstance(claimed, str):
+                return _Refused(claimed)
+            return claimed, (await work(tx, claimed) if work is not None else None)
+
+        done = await self.ctx.store.batch(item, key=key)
+        if isinstance(done, _Refused):
+            raise AgentAuthError(done.reason)
+        return done
 
     async def dispatch(self, request: Request) -> Response:
         """Every HTTP endpoint: authenticate (except register), then route by path."""
@@ -72,8 +101,8 @@ class AgentEndpoints:
                 return await self.register(request)
             if path == "connection_detect":
                 return PlainTextResponse("ok")
-            instance = await self._signed(request)
-            return await self.route(path, request, instance)
+            signed = await self._verify(request.headers)
+            return await self.route(path, request, signed)
         except AgentAuthError as exc:
             return refused(401, str(exc), "Unauthorized")
         except ApiError as exc:
@@ -83,13 +112,15 @@ class AgentEndpoints:
             log.debug("agent disconnected during %s", path)
             return Response(status_code=499)
 
-    async def route(self, path: str, request: Request, instance: ManagedInstance) -> Response:
+    async def route(self, path: str, request: Request, signed: Signed) -> Response:
         if path == "heart-beat":
-            return await self.heartbeat(request, instance)
+            return await self.heartbeat(request, signed)
         if path == "v1/task/list":
-            return await self.task_list(request, instance)
+            return await self.task_list(request, signed)
         if path.startswith("v1/task/") and path.removeprefix("v1/task/") in KINDS:
-            return await self.task_report(path.removeprefix("v1/task/"), request, instance)
+            return await self.task_report(path.removeprefix("v1/task/"), request, signed)
+        await body_of(request)
+        instance, _ = await self.act(signed)
         if path == "v1/task/verified":
             return ok(instanceId=instance.instance_id)
         if path == "instance/deregister":
@@ -122,7 +153,6 @@ class AgentEndpoints:
         if path in ("v1/plugin/list", "v2/plugin/update_check"):
             return ok(instanceId=instance.instance_id, pluginList=[], plugins=[])
         # metrics, client_report, plugin status, inventory, state reports, session status: taken and dropped
-        await body_of(request)
         return ok(instanceId=instance.instance_id)
 
     async def register(self, request: Request) -> Response:
@@ -151,27 +181,39 @@ class AgentEndpoints:
         )
         return ok(instanceId=instance.instance_id)
 
-    async def heartbeat(self, request: Request, instance: ManagedInstance) -> Response:
-        await self.instances.heartbeat(instance.instance_id, self.ctx.clock.now(), agent_version(request))
-        waiting = bool(await self.delivery.waiting(instance.instance_id)) or bool(
-            await self.files.waiting(instance.instance_id)
-        )
+    async def heartbeat(self, request: Request, signed: Signed) -> Response:
+        version = self.instances.check_agent_version(agent_version(request))
+        now = self.ctx.clock.now()
+
+        async def beat(tx: Tx, instance: ManagedInstance) -> bool:
+            await self.instances.heartbeat_in(tx, instance, now, version)
+            return bool(await tx.results.waiting_instances(instance.instance_id)) or bool(
+                await tx.files.waiting_instances(instance.instance_id)
+            )
+
+        instance, waiting = await self.act(signed, beat)
         if waiting:
             self.hub.kick([instance.instance_id])  # the heart-beat doubles as a redelivery trigger
-        return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=waiting)
+        return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=bool(waiting))
 
-    async def task_list(self, request: Request, instance: ManagedInstance) -> Response:
+    async def task_list(self, request: Request, signed: Signed) -> Response:
         await body_of(request)
         query = request.query_params
-        tasks = await self.delivery.fetch(
-            instance.instance_id,
-            query.get("taskId") or None,
-            startup=query.get("reason") == "startup",
-            cold_start=query.get("cold_start", "").lower() == "true",
-        )
-        files = await self.files.fetch(instance.instance_id)
-        async with self.ctx.store.read() as tx:
-            account = (await tx.accounts.names()).get(instance.account_id, "")
+
+        async def fetch(tx: Tx, instance: ManagedInstance) -> tuple[TaskList, list[Delivery]]:
+            tasks = await self.delivery.fetch_in(
+                tx,
+                instance.instance_id,
+                query.get("taskId") or None,
+                startup=query.get("reason") == "startup",
+                cold_start=query.get("cold_start", "").lower() == "true",
+            )
+            return tasks, await self.files.fetch_in(tx, instance.instance_id)
+
+        instance, found = await self.act(signed, fetch)
+        assert found is not None
+        tasks, files = found
+        account = await self._account_name(instance.account_id)
         return ok(
             instanceId=instance.instance_id,
             run=[task_entry(o, instance, account) for o in tasks.run],
@@ -181,20 +223,31 @@ class AgentEndpoints:
             session=[],
         )
 
-    async def task_report(self, kind: str, request: Request, instance: ManagedInstance) -> Response:
+    async def _account_name(self, account_id: int) -> str:
+        """An account's name (names never change, so each is read once)."""
+        if account_id not in self._account_names:
+            async with self.ctx.store.read() as tx:
+                self._account_names.update(await tx.accounts.names())
+        return self._account_names.get(account_id, "")
+
+    async def task_report(self, kind: str, request: Request, signed: Signed) -> Response:
         query = request.query_params
-        if query.get("taskType") == "sendfile" or is_file_task(query.get("taskId", "")):
+        task_id = query.get("taskId", "")
+        if query.get("taskType") == "sendfile" or is_file_task(task_id):
             await body_of(request)
-            await self.files.report(instance.instance_id, read_file_report(kind, query))
+            file_report = read_file_report(kind, query)
+            instance, _ = await self.act(signed, lambda tx, i: self.files.report_in(tx, i.instance_id, file_report))
             return ok(instanceId=instance.instance_id)
         report = read_report(kind, query, await body_of(request))
-        await self.delivery.report(instance.instance_id, report)
+        instance, _ = await self.act(
+            signed, lambda tx, i: self.delivery.report_in(tx, i.instance_id, report), key=report.task_id
+        )
         return ok(instanceId=instance.instance_id)
 
     async def websocket(self, ws: WebSocket) -> None:
         """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in."""
         try:
-            instance = await authenticate(self.ctx, {k.lower(): v for k, v in ws.headers.items()})
+            instance, _ = await self.act(await self._verify(ws.headers))
         except AgentAuthError as exc:
             log.info("refused websocket: %s", exc)
             await ws.close(code=1008)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -29,6 +30,16 @@ log = logging.getLogger("cloudassist.api")
 
 VERSION = "2014-05-26"
 _REGION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass
+class _Logged:
+    """What the access-log line of a call says (no parameter values: they may hold secrets)."""
+
+    action: str = ""
+    key_id: str = ""
+    account: int | None = None
+    code: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,20 +107,33 @@ class RpcEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         request_id = ids.request_id()
+        began = time.perf_counter()
         fmt = "JSON"
+        call = _Logged()
         try:
             rpc = await read_request(request, self.ctx.settings.max_request_bytes)
             fmt = rpc.format
-            action, body = await self.dispatch(rpc)
-            return envelope.success(action, body, request_id, fmt)
+            action, body = await self.dispatch(rpc, call)
+            response = envelope.success(action, body, request_id, fmt)
         except ApiError as exc:
-            return envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
+            call.code = exc.code
+            response = envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
         except Exception:
             log.exception("internal error answering request %s", request_id)
-            return envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
+            call.code = "InternalError"
+            response = envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "api RequestId=%s Action=%s AccessKeyId=%s account=%s code=%s status=%d ms=%.1f",
+                request_id, call.action, call.key_id, call.account, call.code or "OK", response.status_code,
+                (time.perf_counter() - began) * 1e3,
+            )
+        return response
 
-    async def dispatch(self, rpc: RpcRequest) -> tuple[str, dict[str, object]]:
+    async def dispatch(self, rpc: RpcRequest, call: _Logged | None = None) -> tuple[str, dict[str, object]]:
         key = await self.authenticate(rpc)
+        if call is not None:
+            call.key_id, call.account, call.action = key.access_key_id, key.account_id, str(rpc.action or "")
         name = rpc.action
         if not name:
             raise ApiError.of("MissingParameter", name="Action", http_status=400)
