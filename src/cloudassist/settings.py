@@ -99,6 +99,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("agent_cert", "", str, "PEM certificate (chain) for the agent face instead of the generated one."),
     Setting("agent_key", "", str, "PEM private key of --agent-cert."),
     Setting(
+        "agent_keep_alive_seconds",
+        75,
+        int,
+        "How long the agent face keeps an idle HTTPS connection open: longer than a heart-beat interval (55-65 s), "
+        "so beating agents reuse their connection instead of paying a TLS handshake each time.",
+    ),
+    Setting(
         "delivery_timeout_seconds",
         60,
         int,
@@ -137,6 +144,7 @@ class Settings:
     agent_names: tuple[str, ...] = ()
     agent_cert: str = ""
     agent_key: str = ""
+    agent_keep_alive_seconds: int = 75
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
 

@@ -62,6 +62,8 @@ async def _purge_nonces(access: AccessService, every: float = 60.0) -> None:
     """Forget expired nonces once a minute, so the table holds one signature window of requests."""
     while True:
         await asyncio.sleep(every)
+        if not access.ctx.leader.is_leader:  # another server sharing the store purges them
+            continue
         try:
             await access.purge_nonces()
         except Exception:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 from pathlib import Path
@@ -70,7 +69,7 @@ def server(
     agent_names: tuple[str, ...],
 ) -> None:
     """Serve the ECS Cloud Assistant API and the agent protocol."""
-    from cloudassist.server import serve
+    from cloudassist.server import run, serve
 
     if bool(agent_cert) != bool(agent_key):
         raise click.UsageError("--agent-cert and --agent-key go together")
@@ -84,7 +83,7 @@ def server(
         agent_names=agent_names or None,
     )
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    run(serve(settings))
 
 
 #: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.

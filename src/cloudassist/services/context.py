@@ -25,12 +25,28 @@ class NoNotifier:
         return None
 
 
+class Leader(Protocol):
+    """Whether this process runs the jobs that must run once per database (store/leader.py)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class SoleServer:
+    """The only server there is (tools, tests): it leads."""
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class Context:
     store: Store
     clock: Clock
     settings: Settings
     notify: Notifier = field(default_factory=NoNotifier)
+    leader: Leader = field(default_factory=SoleServer)
 
     def retention_start(self, now: datetime) -> datetime:
         """Execution records created before this are no longer returned."""

@@ -193,6 +193,8 @@ class RetentionJob:
             return
         while True:
             await asyncio.sleep(every)
+            if not self.ctx.leader.is_leader:  # another server sharing the store runs it
+                continue
             try:
                 done = await self.run_once()
             except Exception:

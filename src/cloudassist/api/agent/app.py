@@ -28,17 +28,18 @@ def create_agent_app(ctx: Context, hub: KickHub) -> Starlette:
 
 
 async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> None:
-    """End executions whose deadlines passed, and kick agents whose work still waits.
-
-    Kicks also cover tasks created by another server process sharing the database."""
+    """End executions whose deadlines passed (the leader only), and kick this server's agents whose work still
+    waits: this covers lost kicks, and tasks created by another server process sharing the database when no
+    kick channel tells of them."""
     delivery = DeliveryService(ctx)
     files = FileService(ctx)
     while True:
         await asyncio.sleep(every)
         try:
-            await delivery.sweep()
-            hub.kick(await delivery.waiting())
-            await files.sweep()
-            hub.kick(await files.waiting())
+            if ctx.leader.is_leader:  # deadlines are judged once per database
+                await delivery.sweep()
+                await files.sweep()
+            # every server kicks the agents it holds
+            hub.kick_local(await delivery.waiting() | await files.waiting())
         except Exception:
             log.exception("delivery sweep failed; will retry")
