@@ -184,7 +184,7 @@ class WireError(Exception):
 class Wire:
     """One agent's HTTPS connection: HTTP/1.1 framed by h11, kept alive, reopened when it breaks."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext) -> None:
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -192,9 +192,8 @@ class Wire:
         self.lock = asyncio.Lock()
 
     async def _open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(
-            self.host, self.port, ssl=self.tls, server_hostname=self.host, limit=1 << 20
-        )
+        tls = {"ssl": self.tls, "server_hostname": self.host} if self.tls is not None else {}
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20, **tls)
         self.conn = h11.Connection(h11.CLIENT)
 
     def close(self) -> None:
@@ -267,6 +266,15 @@ class RunMode(enum.StrEnum):
 
 
 SLEEP = re.compile(rb"^\s*sleep\s+(\d+(?:\.\d+)?)\s*$")
+BUILT_IN = re.compile(rb"\{\{\s*(ACS::[A-Za-z0-9_]+)\s*\}\}")
+
+
+def fill_built_ins(content: bytes, task: dict[str, Any]) -> bytes:
+    """What the agent does with `enableParameter`: `{{ACS::Name}}` becomes the task's builtInParameter value."""
+    if not task.get("enableParameter"):
+        return content
+    values = task.get("builtInParameter") or {}
+    return BUILT_IN.sub(lambda m: str(values.get(m.group(1).decode(), m.group(0).decode())).encode(), content)
 
 
 @dataclass
@@ -557,7 +565,7 @@ class SimAgent:
                     await self.report("running", *base, *self._times(repeat, run.start))
                 interval = max(1.0, int(output.get("interval", 1000)) / 1000)
                 timeout = float(task.get("timeOut") or 60)
-                content = base64.b64decode(task.get("commandContent", ""))
+                content = fill_built_ins(base64.b64decode(task.get("commandContent", "")), task)
                 ticker = self.spawn(self.tick(run, base, repeat, interval, bool(output.get("skipEmpty"))))
                 try:
                     if self.fleet.mode is RunMode.SHELL:

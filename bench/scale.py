@@ -34,6 +34,7 @@ import math
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +47,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fleet import Fleet, RunMode, default_key_cache, load_keys, patch_tls_buffers
 from retention import pg_commit_rate, sqlite_commit_rate
 
 from cloudassist.testing import LiveServer, pg_database, signed_query
+from fleet import Fleet, RunMode, default_key_cache, load_keys, patch_tls_buffers
 
 REGION = "cn-hangzhou"
 PER_ACTIVATION = 1000
@@ -153,7 +154,19 @@ async def rig(args: argparse.Namespace, agents: int, *, mode: RunMode = RunMode.
             t2 = time.perf_counter()
             log(f"{agents} agents registered in {t1 - t0:.1f} s, started (websocket, heart-beat, start-up fetch) "
                 f"in {t2 - t1:.1f} s; {fleet.connected()} connected")
-            yield Rig(server, api, fleet, args.db, db_url)
+            profiler = None
+            if args.profile:
+                assert server.process is not None
+                argv = ["py-spy", "record", "-p", str(server.process.pid), "-r", "250", "--gil", "-f", "raw",
+                        "-o", str(args.profile)]
+                profiler = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                yield Rig(server, api, fleet, args.db, db_url)
+            finally:
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait()
         finally:
             await fleet.close()
             await api.close()
@@ -163,29 +176,31 @@ async def rig(args: argparse.Namespace, agents: int, *, mode: RunMode = RunMode.
 # ------------------------------------------------------------------------------------------------ floor
 
 
-async def floor(r: Rig, n: int = 200) -> dict[str, float]:
+async def floor(server: LiveServer, api: Api, engine: str, db_url: str, n: int = 200) -> dict[str, float]:
     """The machine's floor, measured in this run: unsigned request, signed no-op, bare commit, idle CPU."""
+    assert server.process is not None
+    pid = server.process.pid
     unsigned, signed = [], []
-    c0 = proc_cpu(r.pid)
+    c0 = proc_cpu(pid)
     for _ in range(n):
         t0 = time.perf_counter()
-        response = await r.api.http.post(f"http://{r.server.endpoint}/?Action=DescribeInvocations&RegionId={REGION}")
+        response = await api.http.post(f"http://{server.endpoint}/?Action=DescribeInvocations&RegionId={REGION}")
         unsigned.append(time.perf_counter() - t0)
         assert 400 <= response.status_code < 500, response.text
-    c1 = proc_cpu(r.pid)
+    c1 = proc_cpu(pid)
     for _ in range(n):
         t0 = time.perf_counter()
-        response = await r.api.raw({"Action": "DescribeRegions"})
+        response = await api.raw({"Action": "DescribeRegions"})
         signed.append(time.perf_counter() - t0)
         assert response.json().get("Code") == "InvalidAction.NotFound", response.text
-    c2 = proc_cpu(r.pid)
-    if r.engine == "postgresql":
-        commits = await pg_commit_rate(r.db_url)
+    c2 = proc_cpu(pid)
+    if engine == "postgresql":
+        commits = await pg_commit_rate(db_url)
     else:
-        commits = sqlite_commit_rate(r.server.data_dir)
-    c3, t3 = proc_cpu(r.pid), time.perf_counter()
+        commits = sqlite_commit_rate(server.data_dir)
+    c3, t3 = proc_cpu(pid), time.perf_counter()
     await asyncio.sleep(5)
-    idle = (proc_cpu(r.pid) - c3) / (time.perf_counter() - t3)
+    idle = (proc_cpu(pid) - c3) / (time.perf_counter() - t3)
     return {
         "unsigned_p50_ms": statistics.median(unsigned) * 1e3,
         "unsigned_server_cpu_ms": (c1 - c0) / n * 1e3,
@@ -254,7 +269,7 @@ async def results_of(api: Api, invoke_id: str) -> list[dict[str, Any]]:
 
 async def s1(args: argparse.Namespace, agents: int) -> dict[str, Any]:
     async with rig(args, agents) as r:
-        base = await floor(r)
+        base = await floor(r.server, r.api, r.engine, r.db_url)
         log(show_floor(base))
         rounds = []
         for round_no in range(args.rounds):
@@ -290,7 +305,7 @@ async def s1(args: argparse.Namespace, agents: int) -> dict[str, Any]:
 
 async def s7(args: argparse.Namespace, agents: int) -> dict[str, Any]:
     async with rig(args, agents) as r:
-        base = await floor(r)
+        base = await floor(r.server, r.api, r.engine, r.db_url)
         log(show_floor(base))
         parts = chunks(r.fleet.instance_ids, args.per_call)
         invoke_ids = await asyncio.gather(*(run_command(r.api, "sleep 600", p, Timeout="3600") for p in parts))
@@ -314,7 +329,7 @@ async def s7(args: argparse.Namespace, agents: int) -> dict[str, Any]:
 
 async def s2(args: argparse.Namespace, agents: int) -> dict[str, Any]:
     async with rig(args, agents) as r:
-        base = await floor(r)
+        base = await floor(r.server, r.api, r.engine, r.db_url)
         log(show_floor(base))
         per_call = min(args.per_call, agents)
         calls_per_s = args.rate / per_call
@@ -354,7 +369,7 @@ async def s2(args: argparse.Namespace, agents: int) -> dict[str, Any]:
 
 async def s6(args: argparse.Namespace, agents: int) -> dict[str, Any]:
     async with rig(args, agents) as r:
-        base = await floor(r)
+        base = await floor(r.server, r.api, r.engine, r.db_url)
         log(show_floor(base))
         await asyncio.sleep(5)
         c0, s0, t0, req0 = proc_cpu(r.pid), self_cpu(), time.perf_counter(), r.fleet.stats.requests()
@@ -372,7 +387,7 @@ async def s6(args: argparse.Namespace, agents: int) -> dict[str, Any]:
 
 async def s5(args: argparse.Namespace, agents: int) -> dict[str, Any]:
     async with rig(args, agents) as r:
-        base = await floor(r)
+        base = await floor(r.server, r.api, r.engine, r.db_url)
         log(show_floor(base))
         r.fleet.redial_seconds = 2.0
         ids = r.fleet.instance_ids
@@ -435,6 +450,7 @@ def main() -> None:
     parser.add_argument("--no-key-cache", action="store_true")
     parser.add_argument("--quiet-agents", action="store_true", help="no start-up metrics or state-manager polls")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=Path, help="record the server with py-spy (collapsed stacks) into this file")
     args = parser.parse_args()
     patch_tls_buffers()
     for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
