@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +90,21 @@ class Api:
 
     def __init__(self, server: LiveServer) -> None:
         self.server = server
-        self.http = httpx.AsyncClient(trust_env=False, timeout=60.0,
-                                      limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        # idle connections are dropped before the server's keep-alive (5 s) can close them under a request
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
+        self.http = httpx.AsyncClient(trust_env=False, timeout=60.0, limits=limits)
 
     async def raw(self, params: dict[str, str]) -> httpx.Response:
-        query = signed_query({"RegionId": REGION, **params}, self.server.access_key_id, self.server.secret)
-        return await self.http.post(f"http://{self.server.endpoint}/?{query}")
+        """One signed call; sent again (newly signed) once if the connection broke before an answer, which is
+        safe because writes carry a ClientToken (run_command) or are idempotent (StopInvocation)."""
+        for attempt in range(2):
+            query = signed_query({"RegionId": REGION, **params}, self.server.access_key_id, self.server.secret)
+            try:
+                return await self.http.post(f"http://{self.server.endpoint}/?{query}")
+            except httpx.TransportError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def __call__(self, action: str, **params: str) -> dict[str, Any]:
         response = await self.raw({"Action": action, **params})
@@ -227,7 +237,7 @@ def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 async def run_command(api: Api, script: str, instances: Sequence[str], **params: str) -> str:
     ids = {f"InstanceId.{i + 1}": iid for i, iid in enumerate(instances)}
     made = await api("RunCommand", Type="RunShellScript", CommandContent=script, ContentEncoding="PlainText",
-                     Timeout=params.pop("Timeout", "600"), **ids, **params)
+                     Timeout=params.pop("Timeout", "600"), ClientToken=uuid.uuid4().hex, **ids, **params)
     return str(made["InvokeId"])
 
 

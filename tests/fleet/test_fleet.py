@@ -95,7 +95,7 @@ def test_every_agent_is_connected_and_registered(fleet: tuple[Fleet, Api], runne
     assert len(set(sim.instance_ids)) == AGENTS
 
     async def count() -> int:
-        body = await api("DescribeManagedInstances", MaxResults="50")
+        body = await api("DescribeManagedInstances", PageSize="50")
         return int(body["TotalCount"])
 
     assert runner.run(count()) == AGENTS
@@ -132,7 +132,8 @@ def test_run_command_on_a_thousand_agents(fleet: tuple[Fleet, Api], runner: asyn
 
 def test_stop_invocation_on_a_thousand_running_agents(fleet: tuple[Fleet, Api], runner: asyncio.Runner) -> None:
     """`sleep 600` running on every agent, then StopInvocation of each task: every record Terminated, every
-    agent killed its process and reported `stopped` once, none reported a finish."""
+    agent killed its process and reported `stopped`, none reported a finish. (A stop listed again before the
+    agent's report committed is reported again, as the official agent does: stop is idempotent.)"""
     sim, api = fleet
 
     async def scenario() -> list[dict[str, Any]]:
@@ -155,7 +156,8 @@ def test_stop_invocation_on_a_thousand_running_agents(fleet: tuple[Fleet, Api], 
     assert {r["InvocationStatus"] for r in records} == {"Terminated"}
     for record in records:
         runs = sim.outcomes[(record["InvokeId"], record["InstanceId"])]
-        assert [o.kind for o in runs] == ["stopped"], runs
+        assert {o.kind for o in runs} == {"stopped"}, runs
+        assert runs[0].started
         assert runs[0].acked
     assert not any(a.runs for a in sim.agents), "a sleep is still running"
 
@@ -170,16 +172,16 @@ def test_a_schedule_runs_on_a_thousand_agents_until_stopped(
     async def scenario() -> tuple[list[str], list[dict[str, Any]]]:
         parts = chunks(sim.instance_ids, PER_CALL)
         invoke_ids = list(await asyncio.gather(*(
-            run_command(api, "echo tick", p, Timeout="5", RepeatMode="Period", Frequency="0/10 * * * * ?")
+            run_command(api, "echo tick", p, Timeout="10", RepeatMode="Period", Frequency="0/10 * * * * ?")
             for p in parts)))
-        for _ in range(900):
-            ran = [len([o for o in sim.outcomes.get((i, iid), []) if o.acked]) for i in invoke_ids
-                   for iid in sim.instance_ids if (i, iid) in sim.outcomes]
+        wanted = set(invoke_ids)
+        for _ in range(240):
+            await asyncio.sleep(0.5)
+            ran = [sum(1 for o in runs if o.acked) for (task, _), runs in list(sim.outcomes.items()) if task in wanted]
             if len(ran) == AGENTS and min(ran) >= 2:
                 break
-            await asyncio.sleep(0.1)
         else:
-            raise AssertionError("not every agent ran the schedule twice within 90 s")
+            raise AssertionError("not every agent ran the schedule twice within 120 s")
         await asyncio.gather(*(api("StopInvocation", InvokeId=i) for i in invoke_ids))
         await until_status(api, invoke_ids, {"Stopped", "Success", "Failed", "PartialFailed"}, every=0.5, limit=120)
         history = []
@@ -205,6 +207,6 @@ def test_a_schedule_runs_on_a_thousand_agents_until_stopped(
         acked = [o for i in invoke_ids for o in sim.outcomes.get((i, instance_id), [])
                  if o.kind == "finish" and o.acked]
         assert len(ended) >= 2, records
-        assert all(r["Output"] == "tick\n" for r in ended)
+        assert all(r["Output"] == "tick\n" for r in ended), [(r["Output"], r["Repeats"]) for r in records]
         assert len(ended) >= len(acked) - 1  # a run in flight at the stop may end Terminated instead
     assert not any(a.schedules for a in sim.agents), "a schedule is still kept by an agent"
