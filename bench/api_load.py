@@ -18,6 +18,8 @@ import json
 import multiprocessing
 import os
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +80,12 @@ def _proc(endpoint: str, key_id: str, secret: str, kind: str, payload: list[str]
 
 
 def load(server: LiveServer, kind: str, payload: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    profiler = None
+    if args.profile:
+        assert server.process is not None
+        profiler = subprocess.Popen(["py-spy", "record", "-p", str(server.process.pid), "-r", "250", "--gil", "-f",
+                                     "raw", "-o", f"{args.profile}.{kind}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     queue: Any = multiprocessing.get_context("fork").Queue()
     start_at = time.time() + 0.5
     assert server.process is not None
@@ -91,6 +99,9 @@ def load(server: LiveServer, kind: str, payload: list[str], args: argparse.Names
     for p in procs:
         p.join()
     cpu = proc_cpu(server.process.pid) - c0
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait()
     latencies = [x for lat, _ in results for x in lat]
     codes: dict[str, int] = {}
     for _, c in results:
@@ -116,6 +127,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="connections per client process")
     parser.add_argument("--key-cache", type=Path, default=default_key_cache())
+    parser.add_argument("--profile", help="record the server with py-spy into PROFILE.run and PROFILE.read")
     args = parser.parse_args()
     for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
         del os.environ[name]

@@ -42,9 +42,14 @@ class ManagedInstance:
     @property
     def os_family(self) -> str:
         """`Linux`, `Windows` or `FreeBSD`, as OSType is reported."""
-        lowered = self.os_type.lower()
-        if lowered.startswith("win"):
-            return "Windows"
-        if lowered.startswith("freebsd"):
-            return "FreeBSD"
-        return "Linux"
+        return os_family(self.os_type)
+
+
+def os_family(os_type: str) -> str:
+    """The family of an instance's OS type: `Linux`, `Windows` or `FreeBSD`, as OSType is reported."""
+    lowered = os_type.lower()
+    if lowered.startswith("win"):
+        return "Windows"
+    if lowered.startswith("freebsd"):
+        return "FreeBSD"
+    return "Linux"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Final
 
 from cloudassist import ids
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context
 from cloudassist.store.accounts import AccessKey
+from cloudassist.store.store import Tx
 
 DEFAULT_ACCOUNT = "default"
 
@@ -24,29 +27,61 @@ class NewKey:
         return f"NewKey({self.access_key_id!r}, account={self.account!r})"
 
 
+#: Access keys kept in memory (an LRU): a key's secret and account never change, only whether it is enabled.
+CACHED_KEYS: Final = 10_000
+
+
 class AccessService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._keys: OrderedDict[str, AccessKey] = OrderedDict()
 
     async def authenticate(
         self, access_key_id: str, timestamp: datetime, nonce: str, check_signature: Callable[[str], None]
     ) -> AccessKey:
         """The key that signed a request, after checking it exists, is enabled, is fresh, matches the
-        signature (`check_signature(secret)` raises ApiError if not) and has not been replayed."""
+        signature (`check_signature(secret)` raises ApiError if not) and has not been replayed.
+
+        The secret is checked against the key kept in memory; whether the key is still enabled (a key may be
+        disabled by any process sharing the store, `cloudassist keys disable`) and the spending of the nonce
+        are decided in one transaction shared with other requests (group commit), so no request takes a
+        write transaction of its own to be authenticated, and a disabled key is refused at once everywhere.
+        """
         window = timedelta(seconds=self.ctx.settings.signature_window_seconds)
         now = self.ctx.clock.now()
-        # one transaction: look the key up, check it, and spend the nonce only for a good signature
-        async with self.ctx.store.write() as tx:
-            key = await tx.accounts.key(access_key_id)
-            if key is None:
-                raise ApiError.of("InvalidAccessKeyId.NotFound")
+        key = await self._key(access_key_id)
+        if not key.enabled:  # as last seen: it may have been enabled again since
+            key = await self._key(access_key_id, fresh=True)
             if not key.enabled:
                 raise ApiError.of("Forbidden.AccessKeyDisabled")
-            if abs(now - timestamp) > window:
-                raise ApiError.of("InvalidTimeStamp.Expired")
-            check_signature(key.secret)
-            if not await tx.nonces.claim(key.access_key_id, nonce, timestamp + window):
-                raise ApiError.of("SignatureNonceUsed")
+        if abs(now - timestamp) > window:
+            raise ApiError.of("InvalidTimeStamp.Expired")
+        check_signature(key.secret)
+
+        async def claim(tx: Tx) -> tuple[bool, bool]:
+            if not await tx.accounts.key_enabled(access_key_id):
+                return False, False
+            return True, await tx.nonces.claim(access_key_id, nonce, timestamp + window)
+
+        enabled, fresh = await self.ctx.store.batch(claim)
+        if not enabled:
+            self._keys[access_key_id] = replace(key, enabled=False)
+            raise ApiError.of("Forbidden.AccessKeyDisabled")
+        if not fresh:
+            raise ApiError.of("SignatureNonceUsed")
+        return key
+
+    async def _key(self, access_key_id: str, *, fresh: bool = False) -> AccessKey:
+        key = None if fresh else self._keys.get(access_key_id)
+        if key is None:
+            async with self.ctx.store.read() as tx:
+                key = await tx.accounts.key(access_key_id)
+            if key is None:
+                raise ApiError.of("InvalidAccessKeyId.NotFound")
+            self._keys[access_key_id] = key
+            if len(self._keys) > CACHED_KEYS:
+                self._keys.popitem(last=False)
+        self._keys.move_to_end(access_key_id)
         return key
 
     async def purge_nonces(self) -> int:

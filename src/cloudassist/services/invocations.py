@@ -10,6 +10,7 @@ from typing import Any, Final
 from cloudassist import ids
 from cloudassist.domain import commands as rules
 from cloudassist.domain.commands import Command, CommandType
+from cloudassist.domain.instances import os_family
 from cloudassist.domain.invocations import Invocation, InvocationResult, RepeatMode, TerminationMode
 from cloudassist.domain.paging import Page
 from cloudassist.domain.schedules import MAX_FREQUENCY, check_frequency
@@ -215,11 +216,11 @@ class InvocationService:
     @staticmethod
     async def _check_instances(tx: Tx, scope: Scope, instance_ids: Sequence[str], command_type: CommandType) -> None:
         """Every instance exists in the scope and runs the OS the command type is for."""
-        instances = await tx.instances.get_many(scope.account_id, scope.region_id, list(instance_ids))
-        missing = [i for i in instance_ids if i not in instances]
+        os_types = await tx.instances.os_types(scope.account_id, scope.region_id, instance_ids)
+        missing = [i for i in instance_ids if i not in os_types]
         if missing:
             raise ApiError.of("InvalidInstance.NotFound", f"The specified instance does not exist: {missing[0]}.")
-        wrong_os = [m for m in instances.values() if m.os_family.lower() != command_type.os_type]
+        wrong_os = [t for t in os_types.values() if os_family(t).lower() != command_type.os_type]
         if wrong_os:
             raise ApiError.of("InvalidInstance.NotMatch")
 

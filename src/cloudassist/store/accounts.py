@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import Row, Select, bindparam, func, select, update
 
 from cloudassist.clock import utc
 from cloudassist.store._base import Repository
@@ -24,6 +24,22 @@ class AccessKey:
 
     def __repr__(self) -> str:  # never show the secret, not even in a traceback
         return f"AccessKey({self.access_key_id!r}, account={self.account_name!r}, enabled={self.enabled})"
+
+
+_KEY_ENABLED = select(access_keys.c.enabled).where(access_keys.c.access_key_id == bindparam("b_key_id"))
+_ALLOCATE = (
+    update(accounts)
+    .where(accounts.c.account_id == bindparam("b_account_id"))
+    .values(result_seq=accounts.c.result_seq + bindparam("b_count", type_=accounts.c.result_seq.type))
+    .returning(accounts.c.result_seq)
+)
+_ALLOCATE_TASK = (
+    update(accounts)
+    .where(accounts.c.account_id == bindparam("b_account_id"))
+    .values(task_seq=accounts.c.task_seq + 1)
+    .returning(accounts.c.task_seq)
+)
+_CURRENT_SEQ = select(accounts.c.result_seq).where(accounts.c.account_id == bindparam("b_account_id"))
 
 
 class Accounts(Repository):
@@ -46,26 +62,14 @@ class Accounts(Repository):
 
     async def allocate_seq(self, account_id: int, count: int) -> int:
         """Reserve `count` consecutive execution-record numbers; returns the last one."""
-        stmt = (
-            update(accounts)
-            .where(accounts.c.account_id == account_id)
-            .values(result_seq=accounts.c.result_seq + count)
-            .returning(accounts.c.result_seq)
-        )
-        return int((await self.conn.execute(stmt)).scalar_one())
+        return int((await self.conn.execute(_ALLOCATE, {"b_account_id": account_id, "b_count": count})).scalar_one())
 
     async def allocate_task_seq(self, account_id: int) -> int:
         """Reserve the next task number of the account."""
-        stmt = (
-            update(accounts)
-            .where(accounts.c.account_id == account_id)
-            .values(task_seq=accounts.c.task_seq + 1)
-            .returning(accounts.c.task_seq)
-        )
-        return int((await self.conn.execute(stmt)).scalar_one())
+        return int((await self.conn.execute(_ALLOCATE_TASK, {"b_account_id": account_id})).scalar_one())
 
     async def current_seq(self, account_id: int) -> int:
-        value = await self.conn.scalar(select(accounts.c.result_seq).where(accounts.c.account_id == account_id))
+        value = await self.conn.scalar(_CURRENT_SEQ, {"b_account_id": account_id})
         return int(value or 0)
 
     async def add_key(self, account_id: int, access_key_id: str, secret: str, now: datetime) -> bool:
@@ -84,6 +88,11 @@ class Accounts(Repository):
     async def key(self, access_key_id: str) -> AccessKey | None:
         row = (await self.conn.execute(self._keys().where(access_keys.c.access_key_id == access_key_id))).first()
         return None if row is None else _key(row)
+
+    async def key_enabled(self, access_key_id: str) -> bool | None:
+        """Whether the key is enabled now; None if there is no such key."""
+        value = await self.conn.scalar(_KEY_ENABLED, {"b_key_id": access_key_id})
+        return None if value is None else bool(value)
 
     async def keys(self, account_id: int | None = None) -> list[AccessKey]:
         stmt = self._keys().order_by(accounts.c.name, access_keys.c.creation_time)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, delete, func, select, update
 
 from cloudassist.clock import utc
 from cloudassist.domain.commands import Command, CommandType
@@ -34,9 +34,18 @@ def _like(pattern: str) -> str:
     return escaped.replace("*", "%")
 
 
+#: RunCommand's statements, built once (see results.py).
+_INSERT = commands.insert()
+_COUNT_INVOCATION = (
+    update(commands)
+    .where(commands.c.command_id == bindparam("b_command_id"))
+    .values(invoke_times=commands.c.invoke_times + 1)
+)
+
+
 class Commands(Repository):
     async def insert(self, command: Command) -> None:
-        await self.conn.execute(commands.insert().values(**_row(command)))
+        await self.conn.execute(_INSERT, _row(command))
 
     async def get(self, account_id: int, region_id: str, command_id: str, *, hidden: bool = False) -> Command | None:
         stmt = select(commands).where(
@@ -87,9 +96,7 @@ class Commands(Repository):
         await self.conn.execute(update(commands).where(commands.c.command_id == command_id).values(**values))
 
     async def count_invocation(self, command_id: str) -> None:
-        await self.conn.execute(
-            update(commands).where(commands.c.command_id == command_id).values(invoke_times=commands.c.invoke_times + 1)
-        )
+        await self.conn.execute(_COUNT_INVOCATION, {"b_command_id": command_id})
 
     async def delete(self, command_id: str) -> None:
         await self.conn.execute(delete(commands).where(commands.c.command_id == command_id))

@@ -67,9 +67,10 @@ class History(Repository):
         page's rows are read.
         """
         # each side yields at most offset + limit keys, newest first, straight from its index
+        conditions, values = where_of(f, invocation_results)  # the same bound values serve both tables
         sides = [
             select(seq.label("seq"), literal(src).label("src"), key.label("id"))
-            .where(*where_of(f, table))
+            .where(*(conditions if table is invocation_results else where_of(f, table)[0]))
             .order_by(seq.desc())
             .limit(offset + limit)
             .subquery()
@@ -82,7 +83,8 @@ class History(Repository):
         page = [
             (int(seq), int(src), int(id_))
             for seq, src, id_ in await self.conn.execute(
-                select(both.c.seq, both.c.src, both.c.id).order_by(both.c.seq.desc()).offset(offset).limit(limit)
+                select(both.c.seq, both.c.src, both.c.id).order_by(both.c.seq.desc()).offset(offset).limit(limit),
+                values,
             )
         ]
         current = await self._rows(invocation_results, R.result_id, [i for _, s, i in page if s == _CURRENT])
@@ -98,9 +100,9 @@ class History(Repository):
     async def count_with_current(self, f: ResultFilter) -> int:
         total = 0
         for table in (invocation_results, invocation_history):
-            total += int(
-                await self.conn.scalar(select(func.count()).select_from(table).where(*where_of(f, table))) or 0
-            )
+            conditions, values = where_of(f, table)
+            stmt = select(func.count()).select_from(table).where(*conditions)
+            total += int(await self.conn.scalar(stmt, values) or 0)
         return total
 
     async def _rows(self, table: Any, key: Any, ids: Sequence[int]) -> dict[int, Row[Any]]:

@@ -46,6 +46,7 @@ TIMED_STATUSES: Final = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value, Tas
 
 
 #: The agent face's statements, built once (see results.py).
+_INSERT = invocations.insert()
 _BY_ID = select(invocations).where(invocations.c.invoke_id == bindparam("b_invoke_id"))
 _SET_STATUS = (
     update(invocations)
@@ -59,7 +60,8 @@ class Invocations(Repository):
         self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str
     ) -> None:
         await self.conn.execute(
-            invocations.insert().values(
+            _INSERT,
+            dict(
                 invoke_id=inv.invoke_id,
                 account_id=inv.account_id,
                 region_id=inv.region_id,

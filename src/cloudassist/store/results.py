@@ -72,34 +72,89 @@ class NewResult:
     error_code: ErrorCode = ErrorCode.NONE
 
 
-def where_of(f: ResultFilter, table: Table) -> list[ColumnElement[bool]]:
-    """The conditions of `f` on a table of execution records (`invocation_results` or `invocation_history`)."""
+Shape = tuple[bool, bool, bool, tuple[str, ...] | None, bool, bool, bool]
+
+
+def _shape(f: ResultFilter) -> Shape:
+    """Which filters `f` uses (and which statuses): the statement is the same for every filter of one shape."""
+    statuses = None if f.statuses is None else tuple(sorted(s.value for s in f.statuses))
+    return (
+        bool(f.invoke_id),
+        bool(f.instance_id),
+        bool(f.command_id),
+        statuses,
+        f.record_status is not None,
+        f.before_seq is not None,
+        bool(f.resource_group_id),
+    )
+
+
+@functools.cache
+def _conditions(table: Table, shape: Shape) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of a filter of this shape, with its values as bound parameters (see `where_of`)."""
     c = table.c
+    invoke_id, instance_id, command_id, statuses, record_status, before_seq, resource_group = shape
     where = [
-        c.account_id == f.account_id,
-        c.region_id == f.region_id,
-        c.seq > f.min_seq,
-        c.creation_time >= f.not_before,
+        c.account_id == bindparam("w_account_id"),
+        c.region_id == bindparam("w_region_id"),
+        c.seq > bindparam("w_min_seq"),
+        c.creation_time >= bindparam("w_not_before", type_=c.creation_time.type),
     ]
-    for column, value in ((c.invoke_id, f.invoke_id), (c.instance_id, f.instance_id), (c.command_id, f.command_id)):
-        if value:
-            where.append(column == value)
-    if f.statuses is not None:
-        where.append(c.status.in_(sorted(s.value for s in f.statuses)))
-    if f.record_status is not None:
-        where.append(c.record_status == f.record_status)
-    if f.before_seq is not None:
-        where.append(c.seq < f.before_seq)
-    if f.resource_group_id:
+    for column, used in ((c.invoke_id, invoke_id), (c.instance_id, instance_id), (c.command_id, command_id)):
+        if used:
+            where.append(column == bindparam(f"w_{column.name}"))
+    if statuses is not None:
+        where.append(one_of(c.status, statuses) if statuses else c.status.in_([]))
+    if record_status:
+        where.append(c.record_status == bindparam("w_record_status"))
+    if before_seq:
+        where.append(c.seq < bindparam("w_before_seq"))
+    if resource_group:
         where.append(
             c.invoke_id.in_(
                 select(invocations.c.invoke_id).where(
-                    invocations.c.account_id == f.account_id, invocations.c.resource_group_id == f.resource_group_id
+                    invocations.c.account_id == bindparam("w_account_id"),
+                    invocations.c.resource_group_id == bindparam("w_resource_group_id"),
                 )
             )
         )
-    where += tagged_with(f.account_id, "invocation", c.invoke_id, f.tags)
-    return where
+    return tuple(where)
+
+
+def where_of(f: ResultFilter, table: Table) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The conditions of `f` on a table of execution records (`invocation_results` or `invocation_history`),
+    and the values of their bound parameters. Conditions are built once per shape of filter: building them
+    costs more than SQLite takes to answer an indexed page."""
+    values = {
+        "w_account_id": f.account_id,
+        "w_region_id": f.region_id,
+        "w_min_seq": f.min_seq,
+        "w_not_before": f.not_before,
+        "w_invoke_id": f.invoke_id,
+        "w_instance_id": f.instance_id,
+        "w_command_id": f.command_id,
+        "w_record_status": f.record_status,
+        "w_before_seq": f.before_seq,
+        "w_resource_group_id": f.resource_group_id,
+    }
+    where = [*_conditions(table, _shape(f)), *tagged_with(f.account_id, "invocation", table.c.invoke_id, f.tags)]
+    return where, {k: v for k, v in values.items() if v is not None}
+
+
+@functools.cache
+def _page(shape: Shape) -> Any:
+    return (
+        select(invocation_results)
+        .where(*_conditions(invocation_results, shape))
+        .order_by(R.seq.desc())
+        .offset(bindparam("w_offset"))
+        .limit(bindparam("w_limit"))
+    )
+
+
+@functools.cache
+def _count(shape: Shape) -> Any:
+    return select(func.count()).select_from(invocation_results).where(*_conditions(invocation_results, shape))
 
 
 class Results(Repository):
@@ -143,18 +198,21 @@ class Results(Repository):
         ]
         await self.conn.execute(invocation_results.insert(), rows)
 
-    def _where(self, f: ResultFilter) -> list[ColumnElement[bool]]:
-        return where_of(f, invocation_results)
-
     async def list(self, f: ResultFilter, offset: int, limit: int) -> list[tuple[int, InvocationResult]]:
         """(seq, result) pairs, newest first."""
-        stmt = select(invocation_results).where(*self._where(f)).order_by(R.seq.desc()).offset(offset).limit(limit)
-        return [(int(row.seq), result_of(row)) for row in await self.conn.execute(stmt)]
+        where, values = where_of(f, invocation_results)
+        stmt = (
+            _page(_shape(f))
+            if not f.tags
+            else select(invocation_results).where(*where).order_by(R.seq.desc()).offset(offset).limit(limit)
+        )
+        rows = await self.conn.execute(stmt, {**values, "w_offset": offset, "w_limit": limit})
+        return [(int(row.seq), result_of(row)) for row in rows]
 
     async def count(self, f: ResultFilter) -> int:
-        return int(
-            await self.conn.scalar(select(func.count()).select_from(invocation_results).where(*self._where(f))) or 0
-        )
+        where, values = where_of(f, invocation_results)
+        stmt = _count(_shape(f)) if not f.tags else select(func.count()).select_from(invocation_results).where(*where)
+        return int(await self.conn.scalar(stmt, values) or 0)
 
     async def of_invocations(self, invoke_ids: Sequence[str]) -> dict[str, builtins.list[InvocationResult]]:
         """Every result of each invocation, in instance order."""
