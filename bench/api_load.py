@@ -44,8 +44,7 @@ def signed_target(params: dict[str, str], key_id: str, secret: str) -> str:
 
 async def _client(endpoint: str, key_id: str, secret: str, make: Any, until: float,
                   latencies: list[float], codes: dict[str, int]) -> None:
-    host, _, port = endpoint.rpartition(":")
-    wire = Wire(host, int(port), None)
+    wire = Wire(endpoint, None)
     while time.perf_counter() < until:
         target = signed_target(make(), key_id, secret)
         t0 = time.perf_counter()

@@ -182,20 +182,50 @@ class WireError(Exception):
     """The request could not be sent or answered (connection refused, reset, timed out)."""
 
 
-class Wire:
-    """One agent's HTTPS connection: HTTP/1.1 framed by h11, kept alive, reopened when it breaks."""
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host, int(port)
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-        self.host, self.port, self.tls = host, port, tls
+
+class Wire:
+    """One agent's HTTPS connection: HTTP/1.1 framed by h11, kept alive, reopened when it breaks.
+
+    With several server addresses it behaves as a TCP load balancer in front of them would for the agent: a
+    new connection goes to the current server, or to the next one that answers when it does not."""
+
+    def __init__(self, endpoints: Sequence[str] | str, tls: ssl.SSLContext | None) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        self.at = 0
+        self.tls = tls
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.conn: h11.Connection | None = None
         self.lock = asyncio.Lock()
 
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self.at]
+
+    @property
+    def host(self) -> str:
+        return split_endpoint(self.endpoint)[0]
+
+    def next_endpoint(self) -> None:
+        self.at = (self.at + 1) % len(self.endpoints)
+
     async def _open(self) -> None:
-        tls = {"ssl": self.tls, "server_hostname": self.host} if self.tls is not None else {}
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20, **tls)
-        self.conn = h11.Connection(h11.CLIENT)
+        for attempt in range(len(self.endpoints)):
+            host, port = split_endpoint(self.endpoint)
+            tls = {"ssl": self.tls, "server_hostname": host} if self.tls is not None else {}
+            try:
+                self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 20, **tls)
+            except OSError:
+                if attempt + 1 == len(self.endpoints):
+                    raise
+                self.next_endpoint()
+                continue
+            self.conn = h11.Connection(h11.CLIENT)
+            return
 
     def close(self) -> None:
         if self.writer is not None:
@@ -226,7 +256,7 @@ class Wire:
         assert self.writer is not None
         assert self.reader is not None
         conn = self.conn
-        all_headers = [("Host", f"{self.host}:{self.port}"), *headers]
+        all_headers = [("Host", self.endpoint), *headers]
         if method == "POST":
             all_headers.append(("Content-Length", str(len(body))))
         data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
@@ -308,7 +338,9 @@ class SimAgent:
         self.process_start = now_ms()
         self.acks = 0
         self.sent = 0
-        self.wire = Wire(fleet.host, fleet.port, fleet.tls)
+        # each agent starts at its own server of the fleet's (round robin) and moves on when it is gone
+        shift = index % len(fleet.endpoints)
+        self.wire = Wire(fleet.endpoints[shift:] + fleet.endpoints[:shift], fleet.tls)
         self.ws: ClientConnection | None = None
         self.seen: set[tuple[str, int]] = set()
         self.runs: dict[str, Run] = {}
@@ -318,6 +350,7 @@ class SimAgent:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.beat_handle: asyncio.TimerHandle | None = None
         self.closed = False
+        self.kicks = 0
 
     # -- wire ---------------------------------------------------------------------------------------------
 
@@ -386,8 +419,8 @@ class SimAgent:
     async def connect(self) -> None:
         headers = dict(self.signing())
         self.ws = await ws_connect(
-            f"wss://{self.fleet.host}:{self.fleet.port}/luban/notify_server",
-            ssl=self.fleet.tls, server_hostname=self.fleet.host, additional_headers=headers,
+            f"wss://{self.wire.endpoint}/luban/notify_server",
+            ssl=self.fleet.tls, server_hostname=self.wire.host, additional_headers=headers,
             user_agent_header=self.user_agent, compression=None, proxy=None, open_timeout=30,
             ping_interval=None, close_timeout=2, max_size=1 << 16,
         )
@@ -398,6 +431,7 @@ class SimAgent:
             async for message in ws:
                 if isinstance(message, str) and message.startswith("kick_vm"):
                     self.fleet.stats.kicks += 1
+                    self.kicks += 1
                     await ws.send(f"accept:{message}")
                     parts = message.split()
                     task_id = parts[3] if len(parts) >= 4 and parts[1] in ("task", "file") else None
@@ -414,9 +448,11 @@ class SimAgent:
         """After a failed or lost websocket the official agent cools down (`wssCoolDownTime`), then dials again."""
         while not self.closed:
             await asyncio.sleep(self.fleet.redial_seconds * (0.5 + random.random()))
-            with contextlib.suppress(Exception):
+            try:
                 await self.connect()
                 return
+            except Exception:
+                self.wire.next_endpoint()
 
     async def noise(self) -> None:
         """The start-up metrics events and the state-manager poll (0-180 s after start) of Part 2 §4.1."""
@@ -737,8 +773,8 @@ class Fleet:
     outcomes: dict[tuple[str, str], list[Outcome]] = field(default_factory=lambda: defaultdict(list))
 
     def __post_init__(self) -> None:
-        host, _, port = self.agent_endpoint.rpartition(":")
-        self.host, self.port = host, int(port)
+        #: a comma-separated list: servers behind one address, as a TCP load balancer presents them
+        self.endpoints = [e.strip() for e in self.agent_endpoint.split(",") if e.strip()]
         self.tls = ssl.create_default_context(cafile=str(self.ca_file))
 
     def outcome(self, task_id: str, instance_id: str) -> Outcome:
