@@ -29,11 +29,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from websockets.asyncio.client import ClientConnection, connect
 
 from cloudassist import __version__
 from cloudassist.agent.identity import Identity, public_key_pem, sign_headers
+from cloudassist.agent.keys import PrivateKey
 
 AGENT_VERSION = f"cloudassist-{__version__}"
 TIMEOUT = httpx.Timeout(10.0, connect=10.0)
@@ -148,7 +148,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 
 def registration_body(
     *,
-    key: RSAPrivateKey,
+    key: PrivateKey,
     activation_code: str,
     activation_id: str,
     region_id: str,
