@@ -88,8 +88,13 @@ def _stat_fields(pid: int) -> list[str]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process itself."""
+    return sum(user_system_seconds(pid))
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """utime and stime of the process itself."""
     parts = _stat_fields(pid)
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    return int(parts[11]) / os.sysconf("SC_CLK_TCK"), int(parts[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds(pid: int) -> float:
@@ -300,10 +305,10 @@ def main() -> None:
             info = status(agent.process.pid)
             idle_cpu = cpu_seconds(agent.process.pid)
 
-            before = cpu_seconds(agent.process.pid), children_cpu_seconds(agent.process.pid)
+            before = (*user_system_seconds(agent.process.pid), children_cpu_seconds(agent.process.pid))
             latencies = [bench.cycle(instance_id) for _ in range(args.cycles)]
             time.sleep(1.0)
-            after = cpu_seconds(agent.process.pid), children_cpu_seconds(agent.process.pid)
+            after = (*user_system_seconds(agent.process.pid), children_cpu_seconds(agent.process.pid))
             busy = status(agent.process.pid)
         finally:
             if agent is not None:
@@ -327,9 +332,10 @@ def main() -> None:
           f"idle CPU after that: {idle_cpu - startup_cpu:.2f} s over {args.seconds - startup:.0f} s")
     print(f"registration (`agent register`, RSA-2048 key generation included): {registration:.2f} s")
     cycles, tick = max(args.cycles, 1), 1000 / os.sysconf("SC_CLK_TCK")
-    print(f"fan-out: {args.cycles} cycles of RunCommand `echo hi` → Success: agent CPU "
-          f"{(after[0] - before[0]) * 1000 / cycles:.1f} ms/cycle, children (/bin/sh) "
-          f"{(after[1] - before[1]) * 1000 / cycles:.1f} ms/cycle (clock tick {tick:.0f} ms); "
+    user, system, children = ((a - b) * 1000 / cycles for a, b in zip(after, before, strict=True))
+    print(f"fan-out: {args.cycles} cycles of RunCommand `echo hi` → Success: agent CPU {user + system:.1f} ms/cycle "
+          f"(user {user:.1f}, system {system:.1f}), children (/bin/sh) {children:.1f} ms/cycle "
+          f"(clock tick {tick:.0f} ms); "
           f"latency median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
     print(f"  after the cycles: VmRSS {busy['VmRSS']}  RssAnon {busy['RssAnon']}  RssFile {busy['RssFile']}  "
           f"VmHWM {busy['VmHWM']}  threads {busy['Threads']}")

@@ -86,6 +86,8 @@ class Recorder:
     reply: Reply
     requests: list[bytes] = field(default_factory=list)
     connections: int = 0
+    ended: int = 0  #: connections over (the client closed it, or the reply said so)
+    hang_up: bool = False  #: close each connection after its reply, without saying so
     server: asyncio.Server | None = None
 
     @property
@@ -115,11 +117,12 @@ class Recorder:
                     break
                 writer.write(answer)
                 await writer.drain()
-                if b"connection: close" in answer.lower():
+                if b"connection: close" in answer.lower() or self.hang_up:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
+            self.ended += 1
             writer.close()
 
 
@@ -225,8 +228,9 @@ async def test_the_server_must_present_a_certificate_of_the_pinned_ca_for_its_ad
 
 async def test_idle_connections_are_reused_until_they_expire_or_close(certs: Certs,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests one after another share a connection; after KEEPALIVE idle seconds, after `Connection: close`
-    and after the server dropped an idle connection, the next request opens a new one and succeeds."""
+    """Requests one after another share a connection; after KEEPALIVE idle seconds (when the client closes it
+    by itself), after `Connection: close` and after the server hung up an idle connection, the next request
+    opens a new one and succeeds."""
     monkeypatch.setattr(transport, "KEEPALIVE", 0.3)
     closing = False
 
@@ -238,16 +242,21 @@ async def test_idle_connections_are_reused_until_they_expire_or_close(certs: Cer
         for _ in range(3):
             assert (await http.request("GET", "/a")).status == 200
         assert server.connections == 1
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.5)
+        assert server.ended == 1  # closed while idle, not only when the next request comes
         await http.request("GET", "/b")
         assert server.connections == 2
         closing = True
         await http.request("GET", "/c")
         closing = False
+        server.hang_up = True
         await http.request("GET", "/d")
-        assert server.connections == 3
+        await asyncio.sleep(0.1)
+        server.hang_up = False
+        await http.request("GET", "/e")
+        assert server.connections == 4
         await http.aclose()
-        assert len(server.requests) == 6
+        assert len(server.requests) == 7
 
 
 async def test_compressed_and_chunked_bodies_are_decoded(certs: Certs) -> None:

@@ -228,6 +228,7 @@ class Http:
         self.context = context
         self.headers = list(headers)  #: sent with every request, after Host (and a POST's Content-Length 0)
         self._idle: list[_Connection] = []
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def request(
         self, method: str, target: str, *, headers: Headers = (), body: bytes = b"", read_timeout: float = TIMEOUT
@@ -253,6 +254,8 @@ class Http:
         if connection.protocol.our_state is h11.IDLE:
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
+            if self._expiry is None:
+                self._expiry = asyncio.get_running_loop().call_later(KEEPALIVE, self._expire)
         else:
             _drop(connection.writer)
         return response
@@ -266,7 +269,23 @@ class Http:
             _drop(connection.writer)
         return None
 
+    def _expire(self) -> None:
+        """Close the connections idle for KEEPALIVE seconds (each holds its TLS buffers), not at the next
+        request only: the agent is idle for about a minute between heart-beats."""
+        now = time.monotonic()
+        expired = [c for c in self._idle if not c.reusable(now)]
+        self._idle = [c for c in self._idle if c not in expired]
+        for connection in expired:
+            connection.writer.close()
+        self._expiry = None
+        if self._idle:
+            oldest = min(c.idle_since for c in self._idle)
+            self._expiry = asyncio.get_running_loop().call_later(oldest + KEEPALIVE - now, self._expire)
+
     async def aclose(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         while self._idle:
             await _shut(self._idle.pop().writer)
 
