@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloudassist import __version__
 from cloudassist.agent.identity import Identity, public_key_pem, sign_headers
@@ -423,6 +422,8 @@ def _zone_name() -> str | None:
     if tz:  # TZ overrides the system's zone, whatever it is
         if tz.startswith("/"):
             return _zone_path(tz)
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # not loaded while TZ is unset
+
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError, OSError):
