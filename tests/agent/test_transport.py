@@ -503,3 +503,23 @@ async def test_close_waits_for_the_servers_close_frame_at_most_close_timeout(
         assert low <= time.monotonic() - began < high
     assert [type(e) for e in got] == [CloseConnection, CloseConnection]
     assert got[0].code == 1000
+
+
+async def test_a_ping_while_closing_does_not_spoil_the_close(
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
+    """A ping that crosses the client's close frame is not answered (no pong after a close), and the server's
+    close frame still completes the closing handshake: the connection ends with 1000."""
+    got: list[Any] = []
+
+    async def script(peer: Peer) -> None:
+        close = await peer.event()
+        peer.writer.write(b"\x89\x04late")  # a ping frame, by hand: wsproto sends none after a close
+        await peer.send(close.response())
+        got.append(close)
+
+    ws = await _connect(await websocket_server(script), certs)
+    await ws.close()
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.code == 1000
+    assert isinstance(got[0], CloseConnection)

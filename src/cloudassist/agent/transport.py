@@ -413,7 +413,8 @@ class WebSocket:
                 self._text, self._binary, self._size = [], [], 0
                 self._messages.put_nowait(message)
         elif isinstance(event, Ping):
-            await self._send(event.response())
+            if self._protocol.state is ConnectionState.OPEN:  # not once our close frame is out
+                await self._send(event.response())
         elif isinstance(event, Pong):
             self._pong.set()
         elif isinstance(event, CloseConnection):
