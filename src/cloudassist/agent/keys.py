@@ -9,11 +9,11 @@ costly for an agent that stays resident:
   `PUBLIC KEY` registration sends. python-rsa reads and writes PKCS#1 only, through pyasn1, whose import
   alone would add about 2.5 MB to the agent's resident memory at every start;
 * EMSA-PKCS1-v1_5 over MD5 (RFC 8017 §9.2), then the private-key operation RSASP1 through
-  `PrivateKey.blinded_decrypt`, which uses the CRT: about 4 times faster than `rsa.sign` (its
+  `PrivateKey.blinded_decrypt`, which uses the CRT: about 3 times faster than `rsa.sign` (its
   `blinded_encrypt` does the full-size exponentiation), and the agent signs every request. PKCS#1 v1.5 is
   deterministic, so the signature is the same as any other implementation's for the same key and message;
 * a sieve by small primes before python-rsa's Miller-Rabin test during key generation, which makes
-  registration about 5 times faster (about 0.5 s rather than 3 s on average) without changing which
+  key generation about 5 times faster (about 0.5 s rather than 3 s on average) without changing which
   primes can be found.
 """
 
