@@ -292,9 +292,11 @@ def main() -> None:
             instance_id, registration = bench.register()
 
             traced = bench.start("importtime", "-X", "importtime")
-            wait_until(traced.connected, 60, "the importtime agent to connect")
-            bench.cycle(instance_id)
-            traced.stop()
+            try:
+                wait_until(traced.connected, 60, "the importtime agent to connect")
+                bench.cycle(instance_id)
+            finally:
+                traced.stop()
             rows = parse_importtime(traced.log.read_text(errors="replace"))
 
             agent = bench.start("agent")
