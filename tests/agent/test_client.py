@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from websockets.exceptions import InvalidStatus
 
 from cloudassist.agent import identity as ident
 from cloudassist.agent.cli import agent
@@ -33,6 +32,7 @@ from cloudassist.agent.client import (
     ssl_context,
     user_agent,
 )
+from cloudassist.agent.transport import TransportError, WebSocketRefused
 from cloudassist.testing import LiveServer
 
 REGION = "cn-hangzhou"
@@ -148,7 +148,7 @@ def test_tampered_replayed_or_foreign_signatures_are_refused(server: LiveServer,
 
 def test_the_kick_websocket_is_signed_and_rings_for_new_work(server: LiveServer, tmp_path: Path) -> None:
     """notify_socket() opens the signed websocket; RunCommand for the instance then sends `kick_vm` on it.
-    The same upgrade with another key is refused."""
+    The same upgrade with another key is refused (HTTP 403)."""
     identity = registered(server, tmp_path / "state")
 
     async def ring(client: ServerClient) -> str:
@@ -177,8 +177,9 @@ def test_the_kick_websocket_is_signed_and_rings_for_new_work(server: LiveServer,
     async def refused(client: ServerClient) -> None:
         await client.notify_socket()
 
-    with pytest.raises(InvalidStatus):
+    with pytest.raises(WebSocketRefused) as refusal:
         asyncio.run(_with_client(impostor, refused))
+    assert refusal.value.status == 403
 
 
 def test_the_server_certificate_must_chain_to_the_pinned_ca(server: LiveServer, tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_the_server_certificate_must_chain_to_the_pinned_ca(server: LiveServer, 
     async def beat(client: ServerClient) -> None:
         await client.heart_beat(first=True, cold_start=False)
 
-    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
         asyncio.run(_with_client(unpinned, beat))
 
 

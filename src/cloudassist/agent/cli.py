@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import click
-import httpx
 
 from cloudassist.agent import identity as ident
 from cloudassist.agent.client import ServerClient, ServerError, register, registration_body
 from cloudassist.agent.journal import Journal
 from cloudassist.agent.runner import Agent, AgentBusy
 from cloudassist.agent.spool import Spool
+from cloudassist.agent.transport import TransportError
 
 STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
 
@@ -115,7 +115,7 @@ def register_command(
         instance_id = asyncio.run(register(server, pinned, body))
     except ServerError as exc:
         raise click.ClickException(f"registration refused: {exc}") from None
-    except httpx.HTTPError as exc:
+    except TransportError as exc:
         raise click.ClickException(f"cannot reach {server}: {type(exc).__name__}: {exc}") from None
     ident.save(
         state_dir,
@@ -163,8 +163,6 @@ def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("httpx", "httpcore", "websockets"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         asyncio.run(_serve(Agent(identity, state_dir, max_concurrent=max_concurrent)))
     except AgentBusy as exc:
@@ -187,7 +185,7 @@ def deregister_command(state_dir: Path, force: bool) -> None:
 
     try:
         asyncio.run(call())
-    except (ServerError, httpx.HTTPError) as exc:
+    except (ServerError, TransportError) as exc:
         if not force:
             raise click.ClickException(f"deregistration failed ({exc}); --force forgets the identity anyway") from None
         click.echo(f"warning: the server was not told ({exc})", err=True)
@@ -219,7 +217,7 @@ def status_command(state_dir: Path, check: bool, as_json: bool) -> None:
             try:
                 await client.check()
                 return "ok"
-            except (ServerError, httpx.HTTPError) as exc:
+            except (ServerError, TransportError) as exc:
                 return f"failed: {exc}"
             finally:
                 await client.aclose()

@@ -26,17 +26,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from websockets.asyncio.client import ClientConnection, connect
+from urllib.parse import urlencode
 
 from cloudassist import __version__
 from cloudassist.agent.identity import Identity, public_key_pem, sign_headers
+from cloudassist.agent.keys import PrivateKey
+from cloudassist.agent.transport import TIMEOUT, Http, Response, WebSocket, open_websocket
 
 AGENT_VERSION = f"cloudassist-{__version__}"
-TIMEOUT = httpx.Timeout(10.0, connect=10.0)
 TASK_LIST_TIMEOUT = 8.0
 HEARTBEAT_RANGE = (55.0, 65.0)
 DEFAULT_TASK_TIMEOUT = 3600.0
@@ -148,7 +145,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 
 def registration_body(
     *,
-    key: RSAPrivateKey,
+    key: PrivateKey,
     activation_code: str,
     activation_id: str,
     region_id: str,
@@ -255,53 +252,53 @@ class RunOrder:
         return fill_builtins(content, self.builtins) if self.enable_parameter else content
 
 
-def _checked(response: httpx.Response) -> dict[str, Any]:
+def _checked(response: Response) -> dict[str, Any]:
     """The JSON body of a successful response; ServerError otherwise."""
     try:
-        data = response.json()
+        data = json.loads(response.body)
     except ValueError:
         data = None
-    if response.status_code // 100 != 2:
+    if response.status // 100 != 2:
         message = data.get("errMsg", "") if isinstance(data, dict) else response.text
-        raise ServerError(response.status_code, data.get("code") if isinstance(data, dict) else None, str(message))
+        raise ServerError(response.status, data.get("code") if isinstance(data, dict) else None, str(message))
     if not isinstance(data, dict) or data.get("code") != 200:
-        raise ServerError(response.status_code, data.get("code") if isinstance(data, dict) else None, response.text)
+        raise ServerError(response.status, data.get("code") if isinstance(data, dict) else None, response.text)
     return data
 
 
-async def register(
-    server: str, ca_file: str, body: Mapping[str, Any], transport: httpx.AsyncBaseTransport | None = None
-) -> str:
-    """POST `instance/register` (unsigned); the new instance id. ServerError if refused."""
-    async with httpx.AsyncClient(
-        verify=ssl_context(ca_file), http2=False, timeout=TIMEOUT, transport=transport
-    ) as http:
-        response = await http.post(
-            f"https://{server}/luban/api/instance/register",
-            content=json.dumps(body).encode(),
-            headers={"User-Agent": user_agent(), "Content-Type": "application/json; charset=utf-8"},
+API = "/luban/api/"
+
+
+async def register(server: str, ca_file: str, body: Mapping[str, Any]) -> str:
+    """POST `instance/register` (unsigned); the new instance id. ServerError if refused, TransportError if the
+    server cannot be reached (or not trusted)."""
+    #: The headers httpx sent by default before (this request does not say "gzip" alone, as signed ones do).
+    defaults = [("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"), ("Connection", "keep-alive")]
+    http = Http(server, ssl_context(ca_file), [*defaults, ("User-Agent", user_agent())])
+    try:
+        response = await http.request(
+            "POST",
+            f"{API}instance/register",
+            headers=[("Content-Type", "application/json; charset=utf-8")],
+            body=json.dumps(body).encode(),
         )
+    finally:
+        await http.aclose()
     data = _checked(response)
     instance_id = data.get("instanceId")
     if not isinstance(instance_id, str) or not instance_id:
-        raise ServerError(response.status_code, data.get("code"), "the reply has no instanceId")
+        raise ServerError(response.status, data.get("code"), "the reply has no instanceId")
     return instance_id
 
 
 class ServerClient:
     """Signed requests of one registered agent. One instance per agent process; close with `aclose()`."""
 
-    def __init__(self, identity: Identity, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, identity: Identity) -> None:
         self.identity = identity
         self._ssl = ssl_context(identity.ca_file)
-        self._http = httpx.AsyncClient(
-            base_url=f"https://{identity.server}/luban/api/",
-            verify=self._ssl,
-            http2=False,
-            timeout=TIMEOUT,
-            transport=transport,
-            headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
-        )
+        defaults = [("Accept", "*/*"), ("Connection", "keep-alive"), ("User-Agent", user_agent())]
+        self._http = Http(identity.server, self._ssl, [*defaults, ("Accept-Encoding", "gzip")])
         self._beats_sent = 0
         self._beats_acked = 0
 
@@ -318,14 +315,13 @@ class ServerClient:
         content_type: str = "application/json; charset=utf-8",
         read_timeout: float | None = None,
     ) -> dict[str, Any]:
-        headers = {**sign_headers(self.identity), "Content-Type": content_type}
+        target = f"{API}{path}?{urlencode(params)}" if params else f"{API}{path}"
         response = await self._http.request(
             method,
-            path,
-            params=params,
-            content=body,
-            headers=headers,
-            timeout=read_timeout if read_timeout is not None else TIMEOUT,
+            target,
+            headers=[*sign_headers(self.identity).items(), ("Content-Type", content_type)],
+            body=body or b"",
+            read_timeout=read_timeout if read_timeout is not None else TIMEOUT,
         )
         return _checked(response)
 
@@ -390,18 +386,17 @@ class ServerClient:
         """POST `instance/deregister`: the server forgets this instance and its key."""
         await self._request("POST", "instance/deregister", body=b"")
 
-    async def notify_socket(self) -> ClientConnection:
+    async def notify_socket(self) -> WebSocket:
         """The kick websocket, `wss://<server>/luban/notify_server`, opened with signed headers."""
-        return await connect(
-            f"wss://{self.identity.server}/luban/notify_server",
-            ssl=self._ssl,
-            additional_headers=sign_headers(self.identity),
-            user_agent_header=user_agent(),
+        return await open_websocket(
+            self.identity.server,
+            "/luban/notify_server",
+            self._ssl,
+            [*sign_headers(self.identity).items(), ("User-Agent", user_agent())],
             open_timeout=10,
             ping_interval=60,
             ping_timeout=30,
             close_timeout=5,
-            compression=None,
             max_size=64 * 1024,
         )
 
@@ -427,6 +422,8 @@ def _zone_name() -> str | None:
     if tz:  # TZ overrides the system's zone, whatever it is
         if tz.startswith("/"):
             return _zone_path(tz)
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # not loaded while TZ is unset
+
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError, OSError):

@@ -28,8 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cloudassist.agent import keys
 
 DEFAULT_STATE_DIR = Path("/var/lib/cloudassist-agent")
 IDENTITY_FILE = "identity.json"
@@ -56,7 +55,7 @@ class Identity:
     server: str  #: HOST:PORT of the agent face (https)
     ca_file: str  #: PEM file of the CA to trust; "" = the system's CAs
     name: str
-    private_key: rsa.RSAPrivateKey = field(repr=False, compare=False)
+    private_key: keys.PrivateKey = field(repr=False, compare=False)
 
     def public_record(self) -> dict[str, str]:
         """The fields of identity.json."""
@@ -65,14 +64,14 @@ class Identity:
         return record
 
 
-def generate() -> rsa.RSAPrivateKey:
+def generate() -> keys.PrivateKey:
     """A new RSA-2048 key pair, as the official agent makes at registration."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    return keys.generate(KEY_BITS)
 
 
-def public_key_pem(key: rsa.RSAPrivateKey) -> bytes:
+def public_key_pem(key: keys.PrivateKey) -> bytes:
     """The public half as a PEM `PUBLIC KEY` (PKIX)."""
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return keys.public_pem(key)
 
 
 def ensure_state_dir(state_dir: Path) -> None:
@@ -167,10 +166,7 @@ def is_registered(state_dir: Path) -> bool:
 def save(state_dir: Path, identity: Identity) -> None:
     """Store `identity`: the key pair first, identity.json last (its presence means registered)."""
     ensure_state_dir(state_dir)
-    key_pem = identity.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_atomic(state_dir / PRIVATE_KEY_FILE, key_pem, mode=0o600)
+    write_atomic(state_dir / PRIVATE_KEY_FILE, keys.private_pem(identity.private_key), mode=0o600)
     write_atomic(state_dir / PUBLIC_KEY_FILE, public_key_pem(identity.private_key), mode=0o644)
     record = json.dumps(identity.public_record(), indent=2, sort_keys=True) + "\n"
     write_atomic(state_dir / IDENTITY_FILE, record.encode(), mode=0o600)
@@ -193,13 +189,13 @@ def load(state_dir: Path) -> Identity:
         mode = stat.S_IMODE(key_path.stat().st_mode)
         if mode & 0o077:
             raise IdentityError(f"{key_path} is accessible by others (mode {mode:o}); chmod 600 it")
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = keys.load_private_pem(key_path.read_bytes())
     except OSError as exc:
         raise IdentityError(f"cannot read {key_path}: {exc}") from None
-    except (ValueError, TypeError) as exc:
+    except keys.NotRSAKey:
+        raise IdentityError(f"{key_path} is not an RSA key") from None
+    except ValueError as exc:
         raise IdentityError(f"{key_path} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise IdentityError(f"{key_path} is not an RSA key")
     try:
         return Identity(
             instance_id=str(record["instance_id"]),
@@ -225,8 +221,7 @@ def forget(state_dir: Path) -> None:
 def signature(identity: Identity, timestamp: str, request_id: str) -> str:
     """base64(RSA PKCS#1 v1.5 signature over MD5(instance id + machine id + timestamp + request id))."""
     message = (identity.instance_id + identity.machine_id + timestamp + request_id).encode()
-    signed = identity.private_key.sign(message, padding.PKCS1v15(), hashes.MD5())  # noqa: S303 - the protocol's
-    return base64.b64encode(signed).decode("ascii")
+    return base64.b64encode(keys.sign_md5(identity.private_key, message)).decode("ascii")
 
 
 def sign_headers(identity: Identity) -> dict[str, str]:

@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloudassist.agent import proctree, sendfile
+from cloudassist.agent import proctree
 from cloudassist.agent.client import (
     RunOrder,
     ServerClient,
@@ -67,7 +67,6 @@ from cloudassist.agent.journal import Entry, Journal
 from cloudassist.agent.output import OutputBuffer
 from cloudassist.agent.scheduler import SCHEDULED_MODES, Schedule, Scheduler, local_zone
 from cloudassist.agent.spool import Backoff, Item, Spool, SpoolSender
-from cloudassist.domain.schedules import next_run
 
 log = logging.getLogger("cloudassist.agent")
 CHUNK_BYTES = 2048
@@ -167,12 +166,14 @@ def _reported(entry: Entry, finals: list[Item]) -> bool:
     """Whether a final report of the journaled run `entry` is in the spool: one of its task version whose
     `start` is not before the run was journaled started (a run's start is taken after that); for a file
     task (written at most once, its reports carry neither version nor start) any report of its task id."""
+    from cloudassist.agent.sendfile import JOURNAL_VERSION  # file tasks are rare: loaded when needed
+
     started = int((entry.started_at or entry.accepted_at) * 1000)
     for item in finals:
         query = item.query
         if query.get("taskId") != entry.task_id:
             continue
-        if query.get("taskType") == "sendfile" and entry.invoke_version == sendfile.JOURNAL_VERSION:
+        if query.get("taskType") == "sendfile" and entry.invoke_version == JOURNAL_VERSION:
             return True
         if query.get("invokeVersion") == str(entry.invoke_version):
             start = query.get("start", "")
@@ -206,7 +207,8 @@ class Agent:
         self.journal = Journal(state_dir / "journal")
         #: Runs of schedules and of EveryReboot tasks: one entry per task version, rewritten per run.
         self.schedule_journal = Journal(state_dir / "schedules")
-        self.scheduler = Scheduler(self._fire, self._completed, zone=local_zone(_zone_name()))
+        zone_name, started = _zone_name(), time.localtime()  # the zone as it is now, made when first needed
+        self.scheduler = Scheduler(self._fire, self._completed, zone_of=lambda: local_zone(zone_name, started))
         self._scheduled: dict[Key, RunOrder] = {}
         self._contents: dict[Key, bytes] = {}
         self._boot_runs: set[Key] = set()
@@ -285,7 +287,9 @@ class Agent:
         for journal in (self.journal, self.schedule_journal):
             for entry in journal.interrupted():
                 if entry.temp:  # a file task's temp file a crash left behind
-                    sendfile.discard_temp(entry.temp)
+                    from cloudassist.agent.sendfile import discard_temp
+
+                    discard_temp(entry.temp)
                 if _reported(entry, spooled):  # died between spooling the final report and journaling it
                     journal.done(entry.task_id, entry.invoke_version, "spooled")
                     continue
@@ -393,6 +397,8 @@ class Agent:
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("malformed stop entry (%s): %.300r", exc, entry)
         for entry in reply.get("file") or []:  # SendFile: written here and now, at most once (agent/sendfile.py)
+            from cloudassist.agent import sendfile  # loaded with the first file task
+
             try:
                 sendfile.handle(entry, self.journal, self._put)
             except (KeyError, TypeError, ValueError) as exc:
@@ -485,6 +491,8 @@ class Agent:
             self._drop_schedule(current)  # a newer version ended already: the older one must not run on
             return  # its end is reported (or in the spool) already
         created = datetime.fromtimestamp(order.created or time.time(), UTC)
+        from cloudassist.domain.schedules import next_run  # loaded once a task has a schedule
+
         try:
             content = order.content()
         except ValueError as exc:

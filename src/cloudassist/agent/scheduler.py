@@ -33,9 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from cloudassist.domain.schedules import next_run
 
 log = logging.getLogger("cloudassist.agent.scheduler")
 NAP = 30.0  #: the longest single sleep: a wall-clock jump is noticed within this
@@ -63,13 +60,15 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
-def local_zone(name: str | None) -> tzinfo:
+def local_zone(name: str | None, now: time.struct_time | None = None) -> tzinfo:
     """The instance's zone for cron expressions without one: the IANA zone `name` if known, else the
-    fixed offset the system reports now (`time.localtime().tm_gmtoff`)."""
+    fixed offset the system reports at `now` (default: now; `time.localtime().tm_gmtoff`)."""
     if name:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only once a task has a schedule
+
         with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):
             return ZoneInfo(name)
-    now = time.localtime()
+    now = now or time.localtime()
     offset = timedelta(seconds=now.tm_gmtoff)
     return timezone(offset, now.tm_zone) if now.tm_zone else timezone(offset)
 
@@ -112,9 +111,18 @@ class Scheduler:
 
     fire: Fire
     completed: Completed
-    zone: tzinfo = UTC
+    #: The zone of cron expressions that name none, found when first needed: the agent loads the zone
+    #: database (and the cron code) only once a task has a schedule.
+    zone_of: Callable[[], tzinfo] = lambda: UTC
     clock: Clock = field(default_factory=SystemClock)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    _zone: tzinfo | None = field(default=None, init=False, repr=False)
+
+    @property
+    def zone(self) -> tzinfo:
+        if self._zone is None:
+            self._zone = self.zone_of()
+        return self._zone
 
     def add(self, schedule: Schedule) -> Added:
         """Start `schedule` unless this version (or a newer one) of its task is scheduled; call in the loop."""
@@ -150,6 +158,8 @@ class Scheduler:
 
     def next_run(self, schedule: Schedule) -> float | None:
         """The next tick after now and after the last tick fired (time.time() units), or None."""
+        from cloudassist.domain.schedules import next_run
+
         after = datetime.fromtimestamp(max(self.clock.time(), schedule.last_tick or 0.0), UTC)
         found = next_run(schedule.frequency, after=after, created=schedule.created, local_zone=self.zone)
         return None if found is None else found.timestamp()
