@@ -43,7 +43,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
-from sqlalchemy import and_, bindparam, event, func, select, union_all, update
+from sqlalchemy import and_, bindparam, event, func, select, text, union_all, update
 
 from cloudassist.clock import SystemClock
 from cloudassist.domain.paging import Page
@@ -76,7 +76,8 @@ BIG_OUTPUT_SHARE = 0.01
 #: day) so that the server's deadline sweeper rightly leaves them alone.
 RUNNING_SHARE = 0.005
 RUNNING_TIMEOUT = 86_400
-PG_BENCH_DB = "bench_describe_invocation_results"
+#: one database per run (with the process id): other runs may share the PostgreSQL server
+PG_BENCH_DB = f"bench_describe_invocation_results_{os.getpid()}"
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 S = InvocationStatus
 R = invocation_results.c
@@ -661,7 +662,7 @@ async def limits(http: Http, store: Store, engine: str, db_url: str, sqlite_path
     for i in range(-warmup, n):
         t0 = time.perf_counter()
         async with store.read() as tx:
-            (await tx.conn.exec_driver_sql("SELECT 1")).scalar()
+            await tx.conn.scalar(text("SELECT 1"))
         t1 = time.perf_counter()
         async with store.engine.connect():
             pass
@@ -688,7 +689,8 @@ class Capture:
     def __init__(self, store: Store) -> None:
         self.on = False
         self.statements: list[tuple[str, Any]] = []
-        event.listen(store.engine.sync_engine, "before_cursor_execute", self._hook)
+        # SQLite statements of the store run on its inline engine (store/inline.py), PostgreSQL's on the async one
+        event.listen(store.inline or store.engine.sync_engine, "before_cursor_execute", self._hook)
 
     def _hook(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
         if self.on:
