@@ -7,8 +7,11 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
-from sqlalchemy import ColumnElement, Table, literal_column, text
+from sqlalchemy import Boolean, ColumnElement, Select, Table, literal_column, text
 from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 #: Namespaces of `Repository.serialise` (one per kind of key, so keys of two kinds never collide).
 LOCK_TAGS: Final = 1
@@ -23,6 +26,36 @@ def one_of(column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bo
     then needs no expanding per call. Only for fixed words of our own (statuses), never for input."""
     assert all(_WORD.match(w) for w in words), words
     return column.in_([literal_column(f"'{w}'") for w in words])
+
+
+class member_of(ColumnElement[bool]):
+    """`column IN (query)`; on PostgreSQL `column = ANY(ARRAY(query))`, which the planner cannot turn into a
+    join: the query runs once, then its values are looked up in an index on `column`. (Without statistics,
+    as on a table just filled, PostgreSQL estimates one row on either side of `IN (query)` and joins them
+    in a nested loop that runs the query once per row of the table: seconds at 30,000 rows.)"""
+
+    __visit_name__ = "member_of"
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's cache key)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("query", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], query: Select[Any]) -> None:
+        self.column = column
+        self.query = query
+
+
+@compiles(member_of)
+def _member_in(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.query), **kw)
+
+
+@compiles(member_of, "postgresql")
+def _member_any(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY(ARRAY({compiler.process(element.query.scalar_subquery(), **kw)}))"
 
 
 class Conn(Protocol):

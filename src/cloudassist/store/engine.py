@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 def is_sqlite(url: str) -> bool:
@@ -38,6 +39,8 @@ def make_inline_engine(url: str, busy_ms: int) -> Engine:
 
 
 def _configure_sqlite(engine: Engine, busy_ms: int = 10_000) -> None:
+    engine.dialect.statement_compiler = _hinted_compiler(engine.dialect.statement_compiler)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # take transaction control from the driver; "begin" below issues BEGIN itself
@@ -57,6 +60,22 @@ def _configure_sqlite(engine: Engine, busy_ms: int = 10_000) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _hinted_compiler(base: type[SQLCompiler]) -> type[SQLCompiler]:
+    """`base` (SQLite's statement compiler), rendering a table hint of `Select.with_hint(table, text,
+    dialect_name="sqlite")` after the table's name, as SQLAlchemy does for MySQL's index hints: the store pins
+    a query's index with `INDEXED BY` (store/results.py). SQLAlchemy's own SQLite compiler drops such hints."""
+    if base in _HINTED.values():
+        return base
+    return _HINTED.setdefault(base, type(f"Hinted{base.__name__}", (base,), {"get_from_hint_text": _hint_text}))
+
+
+def _hint_text(self: SQLCompiler, table: Any, text: str | None) -> str | None:
+    return text
+
+
+_HINTED: dict[type[SQLCompiler], type[SQLCompiler]] = {}
 
 
 def _enter_wal(cursor: Any, deadline_s: float = 10.0) -> None:

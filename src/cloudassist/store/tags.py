@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Executable, Table, and_, delete, insert, or_, select, tuple_
+from sqlalchemy import Column, ColumnElement, Executable, Select, Table, and_, delete, insert, or_, select, tuple_
 
 from cloudassist.domain.tags import KeyPattern, Tag, TagQuery
 from cloudassist.store._base import LOCK_TAGS, Repository
@@ -192,11 +193,17 @@ def _matching(column: ColumnElement[str], pattern: KeyPattern) -> ColumnElement[
 
 
 def tagged_with(
-    account_id: int, resource_type: str, column: ColumnElement[str], wanted: Sequence[Tag]
+    account_id: int,
+    resource_type: str,
+    column: ColumnElement[str],
+    wanted: Sequence[Tag],
+    member: Callable[[ColumnElement[str], Select[Any]], ColumnElement[bool]] = lambda c, q: c.in_(q),
 ) -> list[ColumnElement[bool]]:
-    """Conditions selecting the resources (by `column`) that carry every tag in `wanted`."""
+    """Conditions selecting the resources (by `column`) that carry every tag in `wanted`: `member(column,
+    query)` of each tag's query (by default `column IN (query)`)."""
     return [
-        column.in_(
+        member(
+            column,
             select(tags.c.resource_id).where(
                 tags.c.account_id == account_id,
                 tags.c.resource_type == resource_type,
