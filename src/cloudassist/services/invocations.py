@@ -267,9 +267,9 @@ class InvocationService:
             if include_history:
                 rows = await tx.history.list_with_current(window, offset, page.size + 1)
                 total = -1 if page.token_mode else await tx.history.count_with_current(window)
-            else:
-                rows = await tx.results.list(window, offset, page.size + 1)
+            else:  # the count first: a page at or past the end reads nothing, a deep one reads from the oldest end
                 total = -1 if page.token_mode else await tx.results.count(window)
+                rows = await tx.results.list(window, offset, page.size + 1, total=None if total < 0 else total)
             invocations = await tx.invocations.get_many(f.account_id, f.region_id, list({r.invoke_id for _, r in rows}))
             tags = await tx.tags.of("invocation", list(invocations))
         more = len(rows) > page.size

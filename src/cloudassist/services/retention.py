@@ -225,7 +225,7 @@ class _Batch:
     async def __aenter__(self) -> Retention:
         tx = await self._tx.__aenter__()
         self._began = time.perf_counter()
-        return Retention(tx.conn)
+        return Retention(tx.conn, tx.counts)
 
     async def __aexit__(self, *exc: object) -> None:
         try:

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, literal, select, union_all
+from sqlalchemy import Row, Select, Table, func, literal, select, union_all
 
 from cloudassist.domain.invocations import InvocationResult
 from cloudassist.domain.statuses import legacy
 from cloudassist.store._base import Repository
-from cloudassist.store.results import ResultFilter, result_of, where_of
+from cloudassist.store.results import BY_TASK, ResultFilter, index_on, result_of, where_of
 from cloudassist.store.tables import invocation_history, invocation_results
 
 H = invocation_history.c
@@ -69,11 +69,13 @@ class History(Repository):
         # each side yields at most offset + limit keys, newest first, straight from its index
         conditions, values = where_of(f, invocation_results)  # the same bound values serve both tables
         sides = [
-            select(seq.label("seq"), literal(src).label("src"), key.label("id"))
-            .where(*(conditions if table is invocation_results else where_of(f, table)[0]))
-            .order_by(seq.desc())
-            .limit(offset + limit)
-            .subquery()
+            _by_task(
+                select(seq.label("seq"), literal(src).label("src"), key.label("id"))
+                .where(*(conditions if table is invocation_results else where_of(f, table)[0]))
+                .order_by(seq.desc())
+                .limit(offset + limit),
+                table,
+            ).subquery()
             for table, seq, key, src in (
                 (invocation_results, R.seq, R.result_id, _CURRENT),
                 (invocation_history, H.seq, H.history_id, _PAST),
@@ -101,7 +103,7 @@ class History(Repository):
         total = 0
         for table in (invocation_results, invocation_history):
             conditions, values = where_of(f, table)
-            stmt = select(func.count()).select_from(table).where(*conditions)
+            stmt = _by_task(select(func.count()).select_from(table).where(*conditions), table)
             total += int(await self.conn.scalar(stmt, values) or 0)
         return total
 
@@ -109,3 +111,14 @@ class History(Repository):
         if not ids:
             return {}
         return {int(row._mapping[key.name]): row for row in await self.conn.execute(select(table).where(key.in_(ids)))}
+
+
+#: The index by task of each table (IncludeHistory requires an InvokeId), pinned on SQLite (store/results.py).
+_TASK_INDEX = {
+    invocation_results: BY_TASK,
+    invocation_history: index_on(invocation_history, "invoke_id", "seq", "creation_time"),
+}
+
+
+def _by_task(stmt: Select[Any], table: Table) -> Select[Any]:
+    return stmt.with_hint(table, f"INDEXED BY {_TASK_INDEX[table]}", dialect_name="sqlite")

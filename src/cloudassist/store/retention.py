@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import Column, Table, delete, func, select
 
 from cloudassist.clock import utc
-from cloudassist.store._base import Repository
+from cloudassist.store._base import Conn, Repository
+from cloudassist.store.counts import Deltas
 from cloudassist.store.tables import (
     accounts,
     client_tokens,
@@ -45,6 +46,8 @@ class Trimmed:
     #: a column that must hold one of `done` for a row to be deleted (records still running are kept)
     status: str | None = None
     done: frozenset[str] = frozenset()
+    #: whether `result_counts` counts its rows (store/counts.py): a deletion takes them off
+    counted: bool = False
 
     def col(self, name: str) -> Column[Any]:
         return self.table.c[name]
@@ -56,7 +59,7 @@ TERMINAL = frozenset({"Success", "Failed", "Invalid", "Aborted", "Error", "Timeo
 #: The tables of execution records, trimmed in this order; each has account_id, region_id, seq,
 #: creation_time and invoke_id columns. Tasks (`invocations`) left with no record in any of them go too.
 TRIMMED: tuple[Trimmed, ...] = (
-    Trimmed(invocation_results, "result_id", by_region=True, status="status", done=TERMINAL),
+    Trimmed(invocation_results, "result_id", by_region=True, status="status", done=TERMINAL, counted=True),
     Trimmed(invocation_history, "history_id", by_region=False),
 )
 
@@ -72,6 +75,11 @@ class Row:
 
 
 class Retention(Repository):
+    def __init__(self, conn: Conn, counts: Deltas | None = None) -> None:
+        super().__init__(conn)
+        #: the transaction's changes to the counters of records: needed to delete counted rows
+        self.counts = counts
+
     async def newest_seqs(self) -> dict[int, int]:
         """Each account's newest execution-record number (the count window ends this many back)."""
         rows = await self.conn.execute(select(accounts.c.account_id, accounts.c.result_seq))
@@ -131,7 +139,17 @@ class Retention(Repository):
     async def delete(self, t: Trimmed, keys: Sequence[int]) -> int:
         if not keys:
             return 0
-        return int((await self.conn.execute(delete(t.table).where(t.col(t.key).in_(list(keys))))).rowcount)
+        stmt = delete(t.table).where(t.col(t.key).in_(list(keys)))
+        if not t.counted:
+            return int((await self.conn.execute(stmt)).rowcount)
+        assert self.counts is not None, "counted rows are deleted in a write transaction's Retention(conn, counts)"
+        c = t.table.c
+        gone = (
+            await self.conn.execute(stmt.returning(c.account_id, c.region_id, c.status, c.command_id, c.instance_id))
+        ).all()
+        for account_id, region_id, status, command_id, instance_id in gone:
+            self.counts.rows(int(account_id), region_id, status, command_id, instance_id, -1)
+        return len(gone)
 
     async def ended_tasks(self, invoke_ids: Sequence[str], ended: frozenset[str]) -> set[str]:
         """Those of the tasks whose roll-up is one of `ended` (the task is over)."""

@@ -18,6 +18,7 @@ from cloudassist.store.accounts import Accounts
 from cloudassist.store.activations import Activations
 from cloudassist.store.commands import Commands
 from cloudassist.store.committer import GroupCommit
+from cloudassist.store.counts import Deltas
 from cloudassist.store.engine import is_sqlite, make_engine, make_inline_engine
 from cloudassist.store.files import Files
 from cloudassist.store.history import History
@@ -38,6 +39,8 @@ class Tx:
 
     conn: Conn
     _deferred: dict[Hashable, Callable[[Tx], Awaitable[None]]] = field(default_factory=dict, compare=False)
+    #: what this transaction changed in the counters of execution records, applied last (store/counts.py)
+    counts: Deltas = field(default_factory=Deltas, compare=False)
 
     def defer(self, key: Hashable, work: Callable[[Tx], Awaitable[None]]) -> None:
         """Run `work` once, just before this transaction commits, however many times it is deferred under
@@ -48,6 +51,7 @@ class Tx:
         while self._deferred:
             key = next(iter(self._deferred))
             await self._deferred.pop(key)(self)
+        await self.counts.flush(self.conn)  # last: the counter rows are the last rows it locks
 
     @property
     def accounts(self) -> Accounts:
@@ -67,7 +71,7 @@ class Tx:
 
     @property
     def results(self) -> Results:
-        return Results(self.conn)
+        return Results(self.conn, self.counts)
 
     @property
     def history(self) -> History:

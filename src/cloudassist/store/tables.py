@@ -160,6 +160,22 @@ invocation_results = Table(
     Index(None, "account_id", "region_id", "command_id", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "status", "seq", "creation_time"),
     Index(None, "account_id", "region_id", "record_status", "seq", "creation_time"),
+    #: The records the retention window hides by age and the job has not deleted yet (a few): counted to
+    #: subtract them from `result_counts` (store/counts.py).
+    Index(None, "account_id", "region_id", "creation_time", "seq"),
+)
+
+#: How many rows of `invocation_results` an account has in a region per status, per command and per
+#: instance (`dim` is "status", "command" or "instance"; `value` the status or id), kept by the store with
+#: every write of those rows (store/counts.py): TotalCount without counting the records themselves.
+result_counts = Table(
+    "result_counts",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.account_id"), primary_key=True, autoincrement=False),
+    Column("region_id", String(64), primary_key=True),
+    Column("dim", String(16), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
 
 #: One row per ended run of a recurring (Period, EveryReboot) task on an instance: its execution history.
