@@ -131,13 +131,17 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        """A read-only transaction (a consistent snapshot on both databases)."""
+        """A read-only transaction: one snapshot for all its statements (SQLite: a read transaction in WAL mode;
+        PostgreSQL: REPEATABLE READ, which never fails a transaction that only reads), so e.g. a page and its
+        TotalCount agree."""
         if self.inline is not None:
             with self._translated_sync(), self.inline.connect() as sync, sync.begin():
                 yield Tx(InlineConnection(sync))
             return
-        async with self._translated(), self.engine.connect() as conn, conn.begin():
-            yield Tx(conn)
+        async with self._translated(), self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield Tx(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
