@@ -43,7 +43,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
-from sqlalchemy import and_, bindparam, event, func, select, text, union_all, update
+from sqlalchemy import and_, bindparam, event, func, literal, select, text, union_all, update
 
 from cloudassist.clock import SystemClock
 from cloudassist.domain.paging import Page
@@ -59,6 +59,7 @@ from cloudassist.services.context import Context
 from cloudassist.services.invocations import InvocationService
 from cloudassist.settings import Settings, database_url
 from cloudassist.settings import load as load_settings
+from cloudassist.store.counts import recount
 from cloudassist.store.results import ResultFilter
 from cloudassist.store.store import Store, Tx
 from cloudassist.store.tables import access_keys, accounts, commands, invocation_results, invocations
@@ -430,16 +431,16 @@ class DbRunner:
             self.before = None
         f = result_filter(self.ds, self.account_id, self.settings, variant, self.before)
         t0 = time.perf_counter()
-        async with self.store.read() as tx:
+        async with self.store.read() as tx:  # as the service: TotalCount first, then the page that knows it
             t1 = time.perf_counter()
-            rows = await tx.results.list(f, 0 if mix.walk else mix.offset, mix.page_size + 1)
-            t2 = time.perf_counter()
             total = None if mix.walk else await tx.results.count(f)
+            t2 = time.perf_counter()
+            rows = await tx.results.list(f, 0 if mix.walk else mix.offset, mix.page_size + 1, total=total)
             t3 = time.perf_counter()
         t4 = time.perf_counter()
         expect(mix, variant, page, total, [(r.invoke_id, r.instance_id) for _, r in rows[:mix.page_size]], "DB")
         self.before = rows[mix.page_size - 1][0] if len(rows) > mix.page_size else None
-        return t2 - t1, None if mix.walk else t3 - t2, t4 - t0
+        return t3 - t2, None if mix.walk else t2 - t1, t4 - t0
 
 
 class ServiceRunner:
@@ -697,7 +698,8 @@ class Capture:
             self.statements.append((statement, parameters))
 
 
-async def explain_run(store: Store, engine: str, capture: Capture, run: Callable[[Tx], Any]) -> dict[str, Any]:
+async def explain_run(store: Store, engine: str, capture: Capture, run: Callable[[Tx], Any],
+                      allow_none: bool = False) -> dict[str, Any]:
     """Run `run` in a read transaction, capture the one statement it sends to invocation_results, EXPLAIN it
     (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN (ANALYZE, BUFFERS), i.e. the real row counts)."""
     capture.statements.clear()
@@ -708,6 +710,8 @@ async def explain_run(store: Store, engine: str, capture: Capture, run: Callable
     finally:
         capture.on = False
     statements = [s for s in capture.statements if "invocation_results" in s[0]]
+    if not statements and allow_none:
+        return {"sql": "", "params": [], "plan": ["(no statement: the page is past TotalCount)"]}
     if len(statements) != 1:
         raise BenchError(f"explain: captured {len(statements)} statements")
     sql, params = statements[0]
@@ -730,8 +734,12 @@ async def explain_run(store: Store, engine: str, capture: Capture, run: Callable
 async def explain(store: Store, engine: str, capture: Capture, ds: Dataset, account_id: int, settings: Settings,
                   mix: Mix) -> dict[str, Any]:
     f = result_filter(ds, account_id, settings, mix.variants[0])
+    total = None
+    if not mix.walk:
+        async with store.read() as tx:
+            total = await tx.results.count(f)
     plans = {"page": await explain_run(store, engine, capture, lambda tx: tx.results.list(
-        f, 0 if mix.walk else mix.offset, mix.page_size + 1))}
+        f, 0 if mix.walk else mix.offset, mix.page_size + 1, total=total), allow_none=True)}
     if not mix.walk:
         plans["count"] = await explain_run(store, engine, capture, lambda tx: tx.results.count(f))
     return plans
@@ -775,6 +783,7 @@ async def seed(store: Store, ds: Dataset, engine: str) -> tuple[int, float]:
                 log(f"  {engine}: {written:,} / {ds.n_records:,} records")
         await conn.execute(update(accounts).where(accounts.c.account_id == account_id)
                            .values(result_seq=ds.last_seq, task_seq=len(ds.tasks)))
+        await conn.run_sync(recount)  # the counters the store keeps on every write (store/counts.py)
     seconds = time.perf_counter() - t0
     async with store.read() as tx:
         count = await tx.conn.scalar(select(func.count()).select_from(invocation_results))
@@ -784,6 +793,31 @@ async def seed(store: Store, ds: Dataset, engine: str) -> tuple[int, float]:
         raise BenchError(f"seeding: {count} records, max seq {top}, result_seq {current}; "
                          f"expected {ds.n_records} records ending at {ds.last_seq}")
     return account_id, seconds
+
+
+async def seed_tenants(store: Store, ds: Dataset, engine: str, account_id: int, tenants: int) -> float:
+    """`tenants - 1` more accounts with a copy of the measured account's tasks and records (InvokeIds suffixed),
+    copied inside the database, one transaction per account; then the counters rebuilt. The measured account's
+    requests then run against a table of `tenants` times its records."""
+    t0 = time.perf_counter()
+    for k in range(2, tenants + 1):
+        async with store.engine.begin() as conn:
+            other = await conn.scalar(accounts.insert().values(
+                name=f"tenant-{k}", creation_time=ds.now, result_seq=ds.last_seq, task_seq=len(ds.tasks))
+                .returning(accounts.c.account_id))
+            for table in (invocations, invocation_results):
+                names = [c.name for c in table.c if c.name != "result_id"]
+                copied = [literal(other).label(n) if n == "account_id" else
+                          (table.c.invoke_id + f"-{k}").label(n) if n == "invoke_id" else table.c[n] for n in names]
+                await conn.execute(table.insert().from_select(
+                    names, select(*copied).where(table.c.account_id == account_id)))
+        if k % 10 == 0 or k == tenants:
+            log(f"  {engine}: {k} accounts, {k * ds.n_records:,} records ({time.perf_counter() - t0:.0f}s)")
+    async with store.engine.begin() as conn:
+        await conn.run_sync(recount)
+    seconds = time.perf_counter() - t0
+    log(f"{engine}: {tenants - 1} more accounts copied and counted in {seconds:.0f}s")
+    return seconds
 
 
 async def run_engine(engine: str, args: argparse.Namespace, stamp: str) -> dict[str, Any]:
@@ -812,6 +846,7 @@ async def run_engine(engine: str, args: argparse.Namespace, stamp: str) -> dict[
         log(f"{engine}: seeding {ds.n_records:,} records in {len(ds.tasks):,} tasks")
         account_id, seed_seconds = await seed(store, ds, engine)
         log(f"{engine}: seeded in {seed_seconds:.1f}s; {len(ds.visible):,} records inside the retention window")
+        tenant_seconds = await seed_tenants(store, ds, engine, account_id, args.tenants) if args.tenants > 1 else 0.0
         if engine == "postgresql":
             conn = await asyncpg.connect(pg_db)
             try:
@@ -871,6 +906,7 @@ async def run_engine(engine: str, args: argparse.Namespace, stamp: str) -> dict[
             "dataset": {"records": ds.n_records, "tasks": len(ds.tasks), "instances": INSTANCE_POOL,
                         "commands": COMMAND_POOL, "last_seq": ds.last_seq, "min_seq": ds.min_seq,
                         "visible": len(ds.visible), "seed_seconds": seed_seconds,
+                        "tenants": args.tenants, "tenant_seed_seconds": tenant_seconds,
                         "server_start_seconds": start_seconds},
             "machine": {**info, "loadavg_end": os.getloadavg()},
             "limits": floor,
@@ -921,7 +957,9 @@ def report(r: dict[str, Any], slow_ms: float, show_all_plans: bool) -> str:
     out = [
         "",
         f"=== {r['engine']} {r['server_version']} — {d['records']:,} records stored in {d['tasks']:,} tasks "
-        f"({d['visible']:,} inside the retention window: seq > {d['min_seq']:,} of {d['last_seq']:,}), "
+        f"({d['visible']:,} inside the retention window: seq > {d['min_seq']:,} of {d['last_seq']:,})"
+        + (f"; {d['tenants'] - 1} other accounts alike, {d['tenants'] * d['records']:,} records in all, copied in "
+           f"{d['tenant_seed_seconds']:.0f}s" if d.get("tenants", 1) > 1 else "") + ", "
         f"database {r['db_bytes'] / 2**20:.0f} MiB, seeded in {d['seed_seconds']:.1f}s, server up in "
         f"{d.get('server_start_seconds', float('nan')):.1f}s",
         f"    {c['requests']} measured requests per mix after {c['warmup']} warm-up; milliseconds; "
@@ -1012,6 +1050,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="warm-up requests per mix (default 20)")
     p.add_argument("--quick", action="store_true", help="smoke run: 10,000 records, 50 requests, 5 warm-up")
     p.add_argument("--seed", type=int, default=20261126, help="random seed of the data set")
+    p.add_argument("--tenants", type=int, default=1,
+                   help="accounts holding a copy of the data set (the first is measured): --records 100000 "
+                        "--tenants 100 makes a table of 10 million records")
     p.add_argument("--pg-url", default=TEST_PG,
                    help=f"PostgreSQL admin URL; the benchmark creates and drops {PG_BENCH_DB} next to it")
     p.add_argument("--sqlite-analyze", action="store_true",
