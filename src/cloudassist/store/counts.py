@@ -75,9 +75,6 @@ class Deltas:
             self.add(account_id, region_id, dim, old, -n)
             self.add(account_id, region_id, dim, new, n)
 
-    def __bool__(self) -> bool:
-        return any(self._n.values())
-
     async def flush(self, conn: Conn) -> None:
         """Apply the changes (in key order) and forget them."""
         changes = sorted((key, n) for key, n in self._n.items() if n)
