@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from cloudassist.services.context import Context
 from cloudassist.settings import Settings, database_url
-from cloudassist.store.counts import DIMENSIONS
+from cloudassist.store.counts import drift
 from cloudassist.store.store import Store
-from cloudassist.store.tables import invocation_results, result_counts
 from cloudassist.testing import FixedClock, pg_database
 
 
@@ -44,26 +41,10 @@ async def store(db: str, tmp_path: Path) -> AsyncIterator[Store]:
         await opened.close()
 
 
-async def counter_drift(store: Store) -> dict[tuple[Any, ...], tuple[int, int]]:
+async def counter_drift(store: Store) -> dict[tuple[int, str, str, str], tuple[int, int]]:
     """The counters of `result_counts` that differ from a count of the rows: {key: (kept, counted)}."""
-    R, K = invocation_results.c, result_counts.c
     async with store.read() as tx:
-        kept = {
-            (int(a), r, d, v): int(n)
-            for a, r, d, v, n in await tx.conn.execute(select(K.account_id, K.region_id, K.dim, K.value, K.n))
-        }
-        counted: dict[tuple[Any, ...], int] = {}
-        for dim, column in DIMENSIONS.items():
-            stmt = select(R.account_id, R.region_id, R[column], func.count()).group_by(
-                R.account_id, R.region_id, R[column]
-            )
-            for a, r, v, n in await tx.conn.execute(stmt):
-                counted[(int(a), r, dim, v)] = int(n)
-    return {
-        k: (kept.get(k, 0), counted.get(k, 0))
-        for k in kept.keys() | counted.keys()
-        if kept.get(k, 0) != counted.get(k, 0)
-    }
+        return await drift(tx.conn)
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus
-from cloudassist.store.counts import recount_in
+from cloudassist.store.counts import drift, recount_in
 from cloudassist.store.results import ResultFilter
 from cloudassist.store.retention import TRIMMED, Retention
 from cloudassist.store.store import Store
 from cloudassist.store.tables import invocation_results, result_counts
-from conftest import counter_drift
 from store.test_store import REGION, T0, add_task, make_invocation, new_account
 
 S = InvocationStatus
@@ -26,6 +25,11 @@ RESULTS = next(t for t in TRIMMED if t.table is invocation_results)
 def window(account_id: int, **fields: object) -> ResultFilter:
     return ResultFilter(account_id=account_id, region_id=REGION, not_before=T0 - timedelta(days=14), min_seq=0,
                         **fields)  # type: ignore[arg-type]
+
+
+async def counter_drift(store: Store) -> dict[tuple[int, str, str, str], tuple[int, int]]:
+    async with store.read() as tx:
+        return await drift(tx.conn)
 
 
 async def totals(store: Store, account_id: int) -> dict[str, int]:
