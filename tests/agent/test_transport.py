@@ -13,6 +13,7 @@ import gzip
 import ssl
 import time
 import zlib
+from asyncio import sslproto
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets.asyncio.client
+from click.testing import CliRunner
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -33,6 +35,7 @@ from wsproto.events import (
 )
 
 from cloudassist import tls
+from cloudassist.agent import cli as agent_cli
 from cloudassist.agent import client as client_module
 from cloudassist.agent import identity as ident
 from cloudassist.agent import transport
@@ -523,3 +526,51 @@ async def test_a_ping_while_closing_does_not_spoil_the_close(
         await ws.recv()
     assert closed.value.code == 1000
     assert isinstance(got[0], CloseConnection)
+
+
+async def test_a_limited_tls_read_buffer_still_reads_large_bodies(certs: Certs,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """After limit_tls_read_buffer(), a connection's TLS layer holds a 32 KiB read buffer instead of 256 KiB,
+    and a 1 MB body (many records, many reads) arrives whole; a buffer smaller than one TLS record is refused."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
+    body = bytes(range(256)) * 4096
+    sizes: list[int] = []
+
+    async def big(_raw: bytes) -> bytes:
+        return response(body)
+
+    async with Recorder(certs.server, big) as server:
+        for limit in (False, True):
+            if limit:
+                transport.limit_tls_read_buffer()
+            http = Http(server.address, ssl_context(str(certs.ca)))
+            assert (await http.request("GET", "/big")).body == body
+            [connection] = http._idle
+            sizes.append(len(connection.writer.transport._ssl_protocol._ssl_buffer))  # type: ignore[attr-defined]
+            await http.aclose()
+    assert sizes == [256 * 1024, transport.TLS_READ_BUFFER]
+    assert transport.TLS_READ_BUFFER == 32 * 1024
+    with pytest.raises(ValueError, match="cannot hold a whole record"):
+        transport.limit_tls_read_buffer(16 * 1024)
+
+
+def test_agent_run_limits_the_tls_read_buffer(tmp_path: Path, key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`agent run` limits the buffer before the agent opens any connection."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
+    ident.save(tmp_path, ident.Identity("mi-x", "a" * 32, "cn-test", "127.0.0.1:9", "", "", key))
+    seen: list[int] = []
+
+    class Stub:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        def request_stop(self) -> None:
+            pass
+
+        async def run(self) -> None:
+            seen.append(sslproto.SSLProtocol.max_size)
+
+    monkeypatch.setattr(agent_cli, "Agent", Stub)
+    result = CliRunner().invoke(agent_cli.agent, ["run", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen == [transport.TLS_READ_BUFFER]

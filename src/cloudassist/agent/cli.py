@@ -21,7 +21,7 @@ from cloudassist.agent.client import ServerClient, ServerError, register, regist
 from cloudassist.agent.journal import Journal
 from cloudassist.agent.runner import Agent, AgentBusy
 from cloudassist.agent.spool import Spool
-from cloudassist.agent.transport import TransportError
+from cloudassist.agent.transport import TransportError, limit_tls_read_buffer
 
 STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
 
@@ -163,6 +163,7 @@ def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    limit_tls_read_buffer()
     try:
         asyncio.run(_serve(Agent(identity, state_dir, max_concurrent=max_concurrent)))
     except AgentBusy as exc:
