@@ -21,7 +21,7 @@ from cloudassist.agent.client import ServerClient, ServerError, register, regist
 from cloudassist.agent.journal import Journal
 from cloudassist.agent.runner import Agent, AgentBusy
 from cloudassist.agent.spool import Spool
-from cloudassist.agent.transport import TransportError, limit_tls_read_buffer
+from cloudassist.agent.transport import TransportError, authority, limit_tls_read_buffer
 
 STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
 
@@ -60,8 +60,29 @@ def agent() -> None:
     """The cloudassist agent: runs commands sent through a cloudassist server on this machine."""
 
 
+def _servers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> str:
+    """Every --server value (each may list several, separated by commas) → `a:8443,b:8443`, checked."""
+    found = ident.split_servers(",".join(values))
+    for address in found:
+        try:
+            authority(address)
+        except ValueError:
+            raise click.BadParameter(f"{address!r} is not HOST:PORT") from None
+    if not found:
+        raise click.BadParameter("no server address given")
+    return ",".join(found)
+
+
 @agent.command("register")
-@click.option("--server", required=True, help="HOST:PORT of the server's agent face (HTTPS).")
+@click.option(
+    "--server",
+    "server",
+    required=True,
+    multiple=True,
+    callback=_servers,
+    help="HOST:PORT of the server's agent face (HTTPS). Repeat it (or separate addresses with commas) for "
+    "servers sharing one database: the agent uses the first that answers and moves to the next when it stops.",
+)
 @click.option(
     "--activation-code",
     required=True,

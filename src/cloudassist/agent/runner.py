@@ -331,7 +331,7 @@ class Agent:
         while True:
             try:
                 async with await self.client.notify_socket() as ws:
-                    log.info("kick channel connected")
+                    log.info("kick channel connected (%s)", self.client.server)
                     backoff.reset()
                     self.sender.retry_now()
                     self.request_fetch()  # kicks sent while we were away are lost: look for ourselves

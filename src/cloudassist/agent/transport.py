@@ -68,6 +68,10 @@ class TransportError(Exception):
     was not HTTP."""
 
 
+class ConnectFailed(TransportError):
+    """No connection at all (refused, unreachable, timed out, TLS refused): the request was never sent."""
+
+
 class WebSocketRefused(Exception):
     """The server answered the websocket upgrade with another status than 101."""
 
@@ -122,9 +126,9 @@ async def _open(host: str, port: int, context: ssl.SSLContext) -> tuple[asyncio.
         async with asyncio.timeout(TIMEOUT):
             return await asyncio.open_connection(host, port, ssl=context, server_hostname=host, limit=READ_SIZE)
     except TimeoutError:
-        raise TransportError(f"ConnectTimeout: no TLS connection to {host}:{port} within {TIMEOUT:g} s") from None
+        raise ConnectFailed(f"ConnectTimeout: no TLS connection to {host}:{port} within {TIMEOUT:g} s") from None
     except OSError as exc:  # refused, unreachable, reset, and ssl.SSLError (a certificate not trusted)
-        raise TransportError(f"ConnectError: {host}:{port}: {exc}") from exc
+        raise ConnectFailed(f"ConnectError: {host}:{port}: {exc}") from exc
 
 
 async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
