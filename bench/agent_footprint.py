@@ -1,7 +1,8 @@
 """The footprint of `cloudassist agent run`: idle RSS and CPU, CPU per fan-out cycle, start-up, imports, memory.
 
 Starts a real server (LiveServer), registers one agent through an activation made with the API, and runs
-`cloudassist agent run` (the console script; `--entry module` runs `python -m cloudassist.agent run`):
+`python -m cloudassist.agent run` (as the systemd unit and `cloudassist up` run it, without click; `--entry
+cli` runs the console script, `cloudassist agent run`, which loads click and the command line first):
 
 1. floor: VmRSS of a bare `python -c 'import time; time.sleep(60)'`, and of one that has imported ssl and
    asyncio (what any asyncio TLS client needs), to say how far the agent is above the interpreter;
@@ -25,7 +26,7 @@ Before it starts, cloudassist's modules are compiled to .pyc next to their sourc
 for an installed agent: with PYTHONDONTWRITEBYTECODE set (as on our machines) an editable install would
 otherwise compile every module of its own at each start; `--no-compile` measures that case.
 
-    .venv/bin/python bench/agent_footprint.py [--seconds 90] [--cycles 20] [--entry cli|module] [--no-compile]
+    .venv/bin/python bench/agent_footprint.py [--seconds 90] [--cycles 20] [--entry module|cli] [--no-compile]
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--entry", choices=("cli", "module"), default="cli")
+    parser.add_argument("--entry", choices=("module", "cli"), default="module")
     parser.add_argument("--no-compile", action="store_true", help="do not write cloudassist's .pyc files first")
     args = parser.parse_args()
 

@@ -38,7 +38,7 @@ from cloudassist import tls
 from cloudassist.agent import cli as agent_cli
 from cloudassist.agent import client as client_module
 from cloudassist.agent import identity as ident
-from cloudassist.agent import transport
+from cloudassist.agent import serve, transport
 from cloudassist.agent.client import ServerClient, register, ssl_context, user_agent
 from cloudassist.agent.transport import ConnectionClosed, Http, TransportError, WebSocketRefused, open_websocket
 from cloudassist.testing import free_port
@@ -556,7 +556,8 @@ async def test_a_limited_tls_read_buffer_still_reads_large_bodies(certs: Certs,
 
 
 def test_agent_run_limits_the_tls_read_buffer(tmp_path: Path, key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`agent run` limits the buffer before the agent opens any connection."""
+    """`agent run` (through click, and as `python -m cloudassist.agent run`) limits the buffer before the agent
+    opens any connection."""
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
     ident.save(tmp_path, ident.Identity("mi-x", "a" * 32, "cn-test", "127.0.0.1:9", "", "", key))
     seen: list[int] = []
@@ -571,10 +572,12 @@ def test_agent_run_limits_the_tls_read_buffer(tmp_path: Path, key: Any, monkeypa
         async def run(self) -> None:
             seen.append(sslproto.SSLProtocol.max_size)
 
-    monkeypatch.setattr(agent_cli, "Agent", Stub)
+    monkeypatch.setattr(serve, "Agent", Stub)
     result = CliRunner().invoke(agent_cli.agent, ["run", "--state-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert seen == [transport.TLS_READ_BUFFER]
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)
+    serve.main(["run", "--state-dir", str(tmp_path)])  # python -m cloudassist.agent run
+    assert seen == [transport.TLS_READ_BUFFER] * 2
 
 
 def _dead_address() -> str:
