@@ -1,7 +1,8 @@
 """The footprint of `cloudassist agent run`: idle RSS and CPU, CPU per fan-out cycle, start-up, imports, memory.
 
 Starts a real server (LiveServer), registers one agent through an activation made with the API, and runs
-`cloudassist agent run` (the console script; `--entry module` runs `python -m cloudassist.agent run`):
+`python -m cloudassist.agent run` (as the systemd unit and `cloudassist up` run it, without click; `--entry
+cli` runs the console script, `cloudassist agent run`, which loads click and the command line first):
 
 1. floor: VmRSS of a bare `python -c 'import time; time.sleep(60)'`, and of one that has imported ssl and
    asyncio (what any asyncio TLS client needs), to say how far the agent is above the interpreter;
@@ -17,13 +18,15 @@ Starts a real server (LiveServer), registers one agent through an activation mad
    Part 2 §6 (~24 MB RSS, 0.09-0.16 s CPU after ~100 s idle);
 5. fan-out: --cycles times RunCommand `echo hi` through the API, then DescribeInvocationResults until
    the execution is Success; the agent's own CPU (utime+stime) and its children's (cutime+cstime) per
-   cycle, from /proc/<pid>/stat before and after (a 1 s settle after the last cycle is included).
+   cycle, from /proc/<pid>/stat before and after (a 1 s settle after the last cycle is included);
+6. signing: the CPU of one request signature with the agent's key, in a fresh interpreter that imported
+   ssl, as the agent signs (OpenSSL through ctypes when it can) and in Python alone.
 
 Before it starts, cloudassist's modules are compiled to .pyc next to their sources, as `pip install` does
 for an installed agent: with PYTHONDONTWRITEBYTECODE set (as on our machines) an editable install would
 otherwise compile every module of its own at each start; `--no-compile` measures that case.
 
-    .venv/bin/python bench/agent_footprint.py [--seconds 90] [--cycles 20] [--entry cli|module] [--no-compile]
+    .venv/bin/python bench/agent_footprint.py [--seconds 90] [--cycles 20] [--entry module|cli] [--no-compile]
 """
 
 from __future__ import annotations
@@ -71,6 +74,25 @@ for name in sys.argv[1:]:
         print("!", name, flush=True)
         continue
     print(name, rss(), flush=True)
+"""
+
+#: Signs with the key of the state directory argv[1] as the agent does, then in Python alone; prints
+#: `backend`, then the CPU ms per signature of each.
+_SIGNING = """
+import ssl, sys, time
+from pathlib import Path
+from cloudassist.agent import identity, keys, openssl
+key = identity.load(Path(sys.argv[1])).private_key
+print(keys.backend(key))
+def per_signature(count):
+    begun = time.process_time()
+    for i in range(count):
+        keys.sign_md5(key, b"mi-x" + b"0" * 32 + str(i).encode())
+    return (time.process_time() - begun) * 1000 / count
+print(f"{per_signature(1000):.2f}")
+openssl.library = lambda: None
+print(f"{per_signature(100):.2f}")
+print(key.p.bit_length(), key.q.bit_length())
 """
 
 
@@ -276,7 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--entry", choices=("cli", "module"), default="cli")
+    parser.add_argument("--entry", choices=("module", "cli"), default="module")
     parser.add_argument("--no-compile", action="store_true", help="do not write cloudassist's .pyc files first")
     args = parser.parse_args()
 
@@ -312,6 +334,8 @@ def main() -> None:
             time.sleep(1.0)
             after = (*user_system_seconds(agent.process.pid), children_cpu_seconds(agent.process.pid))
             busy = status(agent.process.pid)
+            signing = subprocess.run([sys.executable, "-c", _SIGNING, str(bench.state)], capture_output=True,
+                                     text=True, check=True).stdout.splitlines()
         finally:
             if agent is not None:
                 agent.stop()
@@ -342,6 +366,9 @@ def main() -> None:
     print(f"  after the cycles: VmRSS {busy['VmRSS']}  RssAnon {busy['RssAnon']}  RssFile {busy['RssFile']}  "
           f"VmHWM {busy['VmHWM']}  threads {busy['Threads']}")
     print(OFFICIAL_TASKS)
+    primes = signing[3].replace(" ", "/")
+    print(f"signing (the agent's key, p and q of {primes} bits): {signing[1]} ms CPU a signature with {signing[0]}; "
+          f"{signing[2]} ms in Python alone")
     print()
     seen: dict[str, None] = {}
     for name, *_ in rows:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import stat
 import time
@@ -33,7 +34,7 @@ from cloudassist.agent.client import (
     user_agent,
 )
 from cloudassist.agent.transport import TransportError, WebSocketRefused
-from cloudassist.testing import LiveServer
+from cloudassist.testing import LiveServer, free_port
 
 REGION = "cn-hangzhou"
 
@@ -284,3 +285,36 @@ def test_a_run_entry_is_read_leniently_and_built_ins_are_filled_only_when_enable
     task["commandContent"] = "not base64!"
     with pytest.raises(ValueError, match="base64"):
         RunOrder.parse(entry).content()
+
+
+def test_cli_registers_with_several_servers_and_uses_the_one_that_answers(server: LiveServer, tmp_path: Path) -> None:
+    """`--server` given twice, the first listing two addresses: the machine registers on the first that takes a
+    connection (the live one, third), identity.json keeps all three in order, and `status --check` reaches
+    the live server past the refusing ones. An address that is not HOST:PORT is refused before anything."""
+    code, activation_id = activation(server)
+    dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    runner = CliRunner()
+    args = ["register", "--activation-id", activation_id, "--region", REGION, "--ca-file",
+            str(server.data_dir / "ca.pem"), "--activation-code", code]
+    state = tmp_path / "state"
+    wrong = runner.invoke(agent, [*args, "--server", "h:1,h:port", "--state-dir", str(state)])
+    assert wrong.exit_code == 2
+    assert "'h:port' is not HOST:PORT" in wrong.output
+    ok = runner.invoke(agent, [*args, "--server", f"{dead[0]}, {dead[1]}", "--server", server.agent_endpoint,
+                               "--state-dir", str(state)])
+    assert ok.exit_code == 0, ok.output
+    identity = ident.load(state)
+    assert identity.server == f"{dead[0]},{dead[1]},{server.agent_endpoint}"
+    assert identity.servers == [*dead, server.agent_endpoint]
+    assert json.loads((state / ident.IDENTITY_FILE).read_text())["server"] == identity.server
+    status = runner.invoke(agent, ["status", "--state-dir", str(state), "--check"])
+    assert status.exit_code == 0, status.output
+    assert "server_check: ok" in status.output
+    assert f"server: {identity.server}" in status.output
+
+
+def test_an_identity_without_a_server_is_refused(tmp_path: Path) -> None:
+    """identity.json whose `server` is empty: not usable (the agent would have nowhere to go)."""
+    ident.save(tmp_path, ident.Identity("mi-x", "a" * 32, "r", "", "", "", ident.generate()))
+    with pytest.raises(ident.IdentityError, match="names no server"):
+        ident.load(tmp_path)

@@ -13,6 +13,7 @@ import gzip
 import ssl
 import time
 import zlib
+from asyncio import sslproto
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets.asyncio.client
+from click.testing import CliRunner
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -33,11 +35,13 @@ from wsproto.events import (
 )
 
 from cloudassist import tls
+from cloudassist.agent import cli as agent_cli
 from cloudassist.agent import client as client_module
 from cloudassist.agent import identity as ident
-from cloudassist.agent import transport
+from cloudassist.agent import serve, transport
 from cloudassist.agent.client import ServerClient, register, ssl_context, user_agent
 from cloudassist.agent.transport import ConnectionClosed, Http, TransportError, WebSocketRefused, open_websocket
+from cloudassist.testing import free_port
 
 SIGNED = {"X-Acs-Instance-Id": "mi-test", "X-Acs-Timestamp": "1764000000000",
           "X-Acs-Request-Id": "0b7c1e84-6c55-4b8e-9d1c-3f3f0e8a6a11", "X-Acs-Signature": "c2lnbmF0dXJl"}
@@ -523,3 +527,144 @@ async def test_a_ping_while_closing_does_not_spoil_the_close(
         await ws.recv()
     assert closed.value.code == 1000
     assert isinstance(got[0], CloseConnection)
+
+
+async def test_a_limited_tls_read_buffer_still_reads_large_bodies(certs: Certs,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """After limit_tls_read_buffer(), a connection's TLS layer holds a 32 KiB read buffer instead of 256 KiB,
+    and a 1 MB body (many records, many reads) arrives whole; a buffer smaller than one TLS record is refused."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
+    body = bytes(range(256)) * 4096
+    sizes: list[int] = []
+
+    async def big(_raw: bytes) -> bytes:
+        return response(body)
+
+    async with Recorder(certs.server, big) as server:
+        for limit in (False, True):
+            if limit:
+                transport.limit_tls_read_buffer()
+            http = Http(server.address, ssl_context(str(certs.ca)))
+            assert (await http.request("GET", "/big")).body == body
+            [connection] = http._idle
+            sizes.append(len(connection.writer.transport._ssl_protocol._ssl_buffer))  # type: ignore[attr-defined]
+            await http.aclose()
+    assert sizes == [256 * 1024, transport.TLS_READ_BUFFER]
+    assert transport.TLS_READ_BUFFER == 32 * 1024
+    with pytest.raises(ValueError, match="cannot hold a whole record"):
+        transport.limit_tls_read_buffer(16 * 1024)
+
+
+def test_agent_run_limits_the_tls_read_buffer(tmp_path: Path, key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`agent run` (through click, and as `python -m cloudassist.agent run`) limits the buffer before the agent
+    opens any connection."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
+    ident.save(tmp_path, ident.Identity("mi-x", "a" * 32, "cn-test", "127.0.0.1:9", "", "", key))
+    seen: list[int] = []
+
+    class Stub:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        def request_stop(self) -> None:
+            pass
+
+        async def run(self) -> None:
+            seen.append(sslproto.SSLProtocol.max_size)
+
+    monkeypatch.setattr(serve, "Agent", Stub)
+    result = CliRunner().invoke(agent_cli.agent, ["run", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)
+    serve.main(["run", "--state-dir", str(tmp_path)])  # python -m cloudassist.agent run
+    assert seen == [transport.TLS_READ_BUFFER] * 2
+
+
+def _dead_address() -> str:
+    """An address where nothing listens (connections are refused)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def _request_id(raw: bytes) -> bytes:
+    return next(line.split(b": ", 1)[1] for line in raw.split(b"\r\n") if line.startswith(b"X-Acs-Request-Id:"))
+
+
+async def test_requests_fail_over_to_the_next_server_and_stay_there(certs: Certs, key: Any) -> None:
+    """Servers A and B: requests go to A while it answers. A stops answering (it hangs up on the open
+    connection, and refuses new ones): the same request is signed afresh and sent to B, and later ones go
+    to B without trying A first. When B stops answering too, A is tried again; with neither answering the
+    request fails with a TransportError."""
+    answering = {"A": True, "B": True}
+
+    def replier(name: str) -> Reply:
+        async def reply(_raw: bytes) -> bytes | None:
+            return response() if answering[name] else None
+        return reply
+
+    async with Recorder(certs.server, replier("A")) as a, Recorder(certs.server, replier("B")) as b:
+        identity = ident.Identity("mi-test", "a" * 32, "cn-hangzhou", f"{a.address}, {b.address}", str(certs.ca), "",
+                                  key)
+        client = ServerClient(identity)
+        assert client.servers == [a.address, b.address]
+        await client.check()
+        assert (len(a.requests), len(b.requests), client.server) == (1, 0, a.address)
+        answering["A"] = False
+        assert a.server is not None
+        a.server.close()  # new connections refused; the kept-alive one is hung up on
+        await client.check()
+        assert (len(a.requests), len(b.requests), client.server) == (2, 1, b.address)
+        assert _request_id(a.requests[1]) != _request_id(b.requests[0])  # signed afresh: not a replay
+        for _ in range(3):
+            await client.heart_beat(first=False, cold_start=False)
+        assert (len(a.requests), len(b.requests)) == (2, 4)
+        answering["B"] = False
+        with pytest.raises(TransportError, match="ConnectError"):  # B hangs up, then A refuses
+            await client.check()
+        assert (len(a.requests), len(b.requests)) == (2, 5)
+        await client.aclose()
+
+
+async def test_concurrent_failures_on_one_server_move_on_once(certs: Certs, key: Any) -> None:
+    """A (refusing), B and C answering: requests made at once all fail on A and all go to B, none to C; B
+    stays in use."""
+    async with Recorder(certs.server, ok) as b, Recorder(certs.server, ok) as c:
+        servers = f"{_dead_address()},{b.address},{c.address}"
+        client = ServerClient(ident.Identity("mi-test", "a" * 32, "cn-hangzhou", servers, str(certs.ca), "", key))
+        await asyncio.gather(*(client.check() for _ in range(4)))
+        assert (len(b.requests), len(c.requests), client.server) == (4, 0, b.address)
+        await client.aclose()
+
+
+async def test_the_kick_websocket_fails_over_too(websocket_server: Callable[[Script], Awaitable[str]],
+                                                 certs: Certs, key: Any) -> None:
+    """The first server refuses: the websocket is opened on the second, which is then the one in use for
+    requests as well."""
+    async def script(peer: Peer) -> None:
+        await peer.send(TextMessage(data="kick_vm"))
+        close = await peer.event()
+        await peer.send(close.response())
+
+    live = await websocket_server(script)
+    servers = f"{_dead_address()},{live}"
+    client = ServerClient(ident.Identity("mi-test", "a" * 32, "cn-hangzhou", servers, str(certs.ca), "", key))
+    ws = await client.notify_socket()
+    assert await ws.recv() == "kick_vm"
+    assert client.server == live
+    await ws.close()
+    await client.aclose()
+
+
+async def test_registration_moves_on_only_when_no_connection_was_made(certs: Certs) -> None:
+    """`register` to a refusing address then a live one registers on the live one; to a server that takes the
+    request and does not answer, it does not move on (that server may have registered the machine)."""
+    async def silent(_raw: bytes) -> None:
+        return None
+
+    async with Recorder(certs.server, ok) as live, Recorder(certs.server, silent) as mute:
+        assert await register(f"{_dead_address()},{live.address}", str(certs.ca), {"a": 1}) == "mi-test"
+        assert len(live.requests) == 1
+        with pytest.raises(TransportError, match="without a reply"):
+            await register(f"{mute.address},{live.address}", str(certs.ca), {"a": 1})
+        assert (len(mute.requests), len(live.requests)) == (1, 1)
+        with pytest.raises(TransportError, match="ConnectError"):
+            await register(f"{_dead_address()},{_dead_address()}", str(certs.ca), {"a": 1})

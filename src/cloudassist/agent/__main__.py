@@ -1,7 +1,8 @@
-"""`python -m cloudassist.agent run|register|…`: the agent without the server's command line."""
+"""`python -m cloudassist.agent run|register|…`: the agent without the server's command line (and `run`
+without click: agent/serve.py)."""
 
 from __future__ import annotations
 
-from cloudassist.agent.cli import agent
+from cloudassist.agent.serve import main
 
-agent()
+main()

@@ -1,29 +1,26 @@
 """`cloudassist agent …`: register this machine, run the agent, show its state, deregister.
 
 `agent` is a click.Group; the main CLI mounts it as `cloudassist agent`. Stand-alone:
-`python -c "from cloudassist.agent.cli import agent; agent()" run --state-dir D`.
+`python -m cloudassist.agent run --state-dir D`, which runs the agent without loading click (agent/serve.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shutil
-import signal
-import sys
 from pathlib import Path
 
 import click
 
 from cloudassist.agent import identity as ident
+from cloudassist.agent import serve
 from cloudassist.agent.client import ServerClient, ServerError, register, registration_body
 from cloudassist.agent.journal import Journal
-from cloudassist.agent.runner import Agent, AgentBusy
 from cloudassist.agent.spool import Spool
-from cloudassist.agent.transport import TransportError
+from cloudassist.agent.transport import TransportError, authority
 
-STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
+STATE_DIR_ENV = serve.STATE_DIR_ENV
 
 
 def _state_dir_option(func: click.decorators.FC) -> click.decorators.FC:
@@ -60,8 +57,29 @@ def agent() -> None:
     """The cloudassist agent: runs commands sent through a cloudassist server on this machine."""
 
 
+def _servers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> str:
+    """Every --server value (each may list several, separated by commas) → `a:8443,b:8443`, checked."""
+    found = ident.split_servers(",".join(values))
+    for address in found:
+        try:
+            authority(address)
+        except ValueError:
+            raise click.BadParameter(f"{address!r} is not HOST:PORT") from None
+    if not found:
+        raise click.BadParameter("no server address given")
+    return ",".join(found)
+
+
 @agent.command("register")
-@click.option("--server", required=True, help="HOST:PORT of the server's agent face (HTTPS).")
+@click.option(
+    "--server",
+    "server",
+    required=True,
+    multiple=True,
+    callback=_servers,
+    help="HOST:PORT of the server's agent face (HTTPS). Repeat it (or separate addresses with commas) for "
+    "servers sharing one database: the agent uses the first that answers and moves to the next when it stops.",
+)
 @click.option(
     "--activation-code",
     required=True,
@@ -133,22 +151,13 @@ def register_command(
     click.echo(f"start the agent: cloudassist agent run --state-dir {state_dir}")
 
 
-async def _serve(agent_: Agent) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent_.request_stop)
-    await agent_.run()
-
-
 @agent.command("run")
 @_state_dir_option
-@click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
-)
+@click.option("--log-level", type=click.Choice(serve.LOG_LEVELS), default="info", show_default=True)
 @click.option(
     "--max-concurrent",
-    type=click.IntRange(1, 1000),
-    default=10,
+    type=click.IntRange(*serve.MAX_CONCURRENT),
+    default=serve.DEFAULT_MAX_CONCURRENT,
     show_default=True,
     help="Tasks run at once; more wait for a slot.",
 )
@@ -159,13 +168,9 @@ def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     ExecutionInterrupted, spends up to 5 s delivering spooled reports, and exits 0; undelivered reports are
     sent at the next start.
     """
-    identity = _load(state_dir)
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
-        asyncio.run(_serve(Agent(identity, state_dir, max_concurrent=max_concurrent)))
-    except AgentBusy as exc:
+        serve.run(state_dir, log_level, max_concurrent)
+    except serve.Refused as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -3,7 +3,12 @@
 URLs, query strings and bodies are those of the official agent (agent-protocol §1.3, §1.5, §1.11 and
 Part 2 §3-§4), so our server sees one protocol from both agents. Our additions are a query parameter
 `outputOffset` on task reports (the stream position of the report's body, so the server drops bytes of a
-resent chunk it already has) and a pinned CA: with a CA file only that CA is trusted, not the system's.
+resent chunk it already has), a pinned CA (with a CA file only that CA is trusted, not the system's), and
+several server addresses: servers sharing one database, tried in order. While one answers, every request
+and the kick websocket go to it; when it does not (refused, timed out, reset: a `TransportError`), the same
+request is signed afresh and sent to the next, which is used from then on, and so on round the list. A
+server that answers with an error is not left: the others share its database. Registration moves on only
+when no connection was made at all, so that one machine is never registered twice.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import binascii
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import platform
@@ -23,15 +29,26 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from cloudassist import __version__
-from cloudassist.agent.identity import Identity, public_key_pem, sign_headers
+from cloudassist.agent.identity import Identity, public_key_pem, sign_headers, split_servers
 from cloudassist.agent.keys import PrivateKey
-from cloudassist.agent.transport import TIMEOUT, Http, Response, WebSocket, open_websocket
+from cloudassist.agent.transport import (
+    TIMEOUT,
+    ConnectFailed,
+    Http,
+    Response,
+    TransportError,
+    WebSocket,
+    open_websocket,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("cloudassist.agent")
 
 AGENT_VERSION = f"cloudassist-{__version__}"
 TASK_LIST_TIMEOUT = 8.0
@@ -270,25 +287,33 @@ API = "/luban/api/"
 
 
 async def register(server: str, ca_file: str, body: Mapping[str, Any]) -> str:
-    """POST `instance/register` (unsigned); the new instance id. ServerError if refused, TransportError if the
-    server cannot be reached (or not trusted)."""
+    """POST `instance/register` (unsigned) to the first of the servers (`a:8443,b:8443`) that can be connected
+    to; the new instance id. ServerError if refused, TransportError if no server can be reached (or trusted)
+    or the one reached did not answer (another is not tried then: this one may have registered us)."""
     #: The headers httpx sent by default before (this request does not say "gzip" alone, as signed ones do).
     defaults = [("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"), ("Connection", "keep-alive")]
-    http = Http(server, ssl_context(ca_file), [*defaults, ("User-Agent", user_agent())])
-    try:
-        response = await http.request(
-            "POST",
-            f"{API}instance/register",
-            headers=[("Content-Type", "application/json; charset=utf-8")],
-            body=json.dumps(body).encode(),
-        )
-    finally:
-        await http.aclose()
-    data = _checked(response)
-    instance_id = data.get("instanceId")
-    if not isinstance(instance_id, str) or not instance_id:
-        raise ServerError(response.status, data.get("code"), "the reply has no instanceId")
-    return instance_id
+    addresses = split_servers(server)
+    for index, address in enumerate(addresses):
+        http = Http(address, ssl_context(ca_file), [*defaults, ("User-Agent", user_agent())])
+        try:
+            response = await http.request(
+                "POST",
+                f"{API}instance/register",
+                headers=[("Content-Type", "application/json; charset=utf-8")],
+                body=json.dumps(body).encode(),
+            )
+        except ConnectFailed:
+            if index == len(addresses) - 1:
+                raise
+            continue
+        finally:
+            await http.aclose()
+        data = _checked(response)
+        instance_id = data.get("instanceId")
+        if not isinstance(instance_id, str) or not instance_id:
+            raise ServerError(response.status, data.get("code"), "the reply has no instanceId")
+        return instance_id
+    raise ValueError(f"no server address in {server!r}")
 
 
 class ServerClient:
@@ -296,14 +321,39 @@ class ServerClient:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
+        self.servers = identity.servers
         self._ssl = ssl_context(identity.ca_file)
         defaults = [("Accept", "*/*"), ("Connection", "keep-alive"), ("User-Agent", user_agent())]
-        self._http = Http(identity.server, self._ssl, [*defaults, ("Accept-Encoding", "gzip")])
+        self._https = [Http(s, self._ssl, [*defaults, ("Accept-Encoding", "gzip")]) for s in self.servers]
+        self._current = 0  #: the index of the server in use
         self._beats_sent = 0
         self._beats_acked = 0
 
+    @property
+    def server(self) -> str:
+        """The address of the server in use."""
+        return self.servers[self._current]
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._https:
+            await http.aclose()
+
+    async def _failover(self, call: Callable[[int], Awaitable[T]]) -> T:
+        """`call(index)` on the server in use, then, while a server does not answer (TransportError), on the
+        next ones round the list, each once; the first to answer stays in use. The last TransportError if
+        none answers. Concurrent calls failing on the same server move on from it once, not once each."""
+        count, start = len(self.servers), self._current
+        for step in range(count):
+            index = (start + step) % count
+            try:
+                return await call(index)
+            except TransportError as exc:
+                if step == count - 1:
+                    raise
+                if self._current == index:
+                    self._current = (index + 1) % count
+                    log.warning("server %s does not answer (%s); now using %s", self.servers[index], exc, self.server)
+        raise AssertionError("unreachable")
 
     async def _request(
         self,
@@ -316,14 +366,17 @@ class ServerClient:
         read_timeout: float | None = None,
     ) -> dict[str, Any]:
         target = f"{API}{path}?{urlencode(params)}" if params else f"{API}{path}"
-        response = await self._http.request(
-            method,
-            target,
-            headers=[*sign_headers(self.identity).items(), ("Content-Type", content_type)],
-            body=body or b"",
-            read_timeout=read_timeout if read_timeout is not None else TIMEOUT,
-        )
-        return _checked(response)
+
+        async def send(index: int) -> Response:
+            return await self._https[index].request(
+                method,
+                target,
+                headers=[*sign_headers(self.identity).items(), ("Content-Type", content_type)],
+                body=body or b"",
+                read_timeout=read_timeout if read_timeout is not None else TIMEOUT,
+            )
+
+        return _checked(await self._failover(send))
 
     async def heart_beat(self, *, first: bool, cold_start: bool) -> dict[str, Any]:
         """GET `heart-beat`; the reply ({code, instanceId, nextInterval, newTasks})."""
@@ -387,18 +440,23 @@ class ServerClient:
         await self._request("POST", "instance/deregister", body=b"")
 
     async def notify_socket(self) -> WebSocket:
-        """The kick websocket, `wss://<server>/luban/notify_server`, opened with signed headers."""
-        return await open_websocket(
-            self.identity.server,
-            "/luban/notify_server",
-            self._ssl,
-            [*sign_headers(self.identity).items(), ("User-Agent", user_agent())],
-            open_timeout=10,
-            ping_interval=60,
-            ping_timeout=30,
-            close_timeout=5,
-            max_size=64 * 1024,
-        )
+        """The kick websocket, `wss://<server>/luban/notify_server`, opened with signed headers (on the server
+        in use, or the next that answers)."""
+
+        async def connect(index: int) -> WebSocket:
+            return await open_websocket(
+                self.servers[index],
+                "/luban/notify_server",
+                self._ssl,
+                [*sign_headers(self.identity).items(), ("User-Agent", user_agent())],
+                open_timeout=10,
+                ping_interval=60,
+                ping_timeout=30,
+                close_timeout=5,
+                max_size=64 * 1024,
+            )
+
+        return await self._failover(connect)
 
 
 TIMEZONE_FILE = "/etc/timezone"

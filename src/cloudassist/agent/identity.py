@@ -3,7 +3,8 @@
 The state directory (default /var/lib/cloudassist-agent, mode 0700) holds:
 
 * `identity.json`: {instance_id, machine_id, region_id, server, ca_file, name}; its existence means
-  "registered", so it is written last, after the key;
+  "registered", so it is written last, after the key. `server` is one HOST:PORT, or several separated by
+  commas (servers behind one database, used in that order: see client.ServerClient);
 * `private-key.pem` (mode 0600, PKCS#8; a PKCS#1 key written by hand is read too) and `public-key.pem`;
 * `machine-id`: only when the host has no usable /etc/machine-id;
 * `ca.pem`: a copy of the CA given at registration, so the agent trusts exactly that CA (pinned);
@@ -52,16 +53,26 @@ class Identity:
     instance_id: str
     machine_id: str
     region_id: str
-    server: str  #: HOST:PORT of the agent face (https)
+    server: str  #: HOST:PORT of the agent face (https); several, separated by commas, to fail over
     ca_file: str  #: PEM file of the CA to trust; "" = the system's CAs
     name: str
     private_key: keys.PrivateKey = field(repr=False, compare=False)
+
+    @property
+    def servers(self) -> list[str]:
+        """The server addresses, in the order they are tried."""
+        return split_servers(self.server)
 
     def public_record(self) -> dict[str, str]:
         """The fields of identity.json."""
         record = asdict(self)
         del record["private_key"]
         return record
+
+
+def split_servers(text: str) -> list[str]:
+    """`a:8443,b:8443` (spaces allowed) → the addresses, in order, each once."""
+    return list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
 def generate() -> keys.PrivateKey:
@@ -196,6 +207,8 @@ def load(state_dir: Path) -> Identity:
         raise IdentityError(f"{key_path} is not an RSA key") from None
     except ValueError as exc:
         raise IdentityError(f"{key_path} is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(record, dict) or not split_servers(str(record.get("server") or "")):
+        raise IdentityError(f"{path} names no server")
     try:
         return Identity(
             instance_id=str(record["instance_id"]),

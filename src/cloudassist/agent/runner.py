@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloudassist.agent import proctree
+from cloudassist.agent import keys, proctree
 from cloudassist.agent.client import (
     RunOrder,
     ServerClient,
@@ -254,6 +254,7 @@ class Agent:
             self.cold_start,
             len(self.spool),
         )
+        log.info("signing requests with %s", keys.backend(self.identity.private_key))
         self._fetch.set()  # reason=startup
         loops = [
             asyncio.create_task(c) for c in (self._heartbeats(), self._websocket(), self._fetcher(), self._reaper())
@@ -330,7 +331,7 @@ class Agent:
         while True:
             try:
                 async with await self.client.notify_socket() as ws:
-                    log.info("kick channel connected")
+                    log.info("kick channel connected (%s)", self.client.server)
                     backoff.reset()
                     self.sender.retry_now()
                     self.request_fetch()  # kicks sent while we were away are lost: look for ourselves

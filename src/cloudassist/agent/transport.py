@@ -19,6 +19,12 @@ agent relied on is kept:
 
 Every failure to get an answer is a `TransportError`; an answer that is not a success is the caller's
 business (a websocket upgrade refused is `WebSocketRefused`, with the status).
+
+asyncio's TLS transport (CPython 3.11: `asyncio.sslproto.SSLProtocol`) reads the socket into a buffer it
+allocates and zero-fills for each connection, so resident for as long as the connection is open: 256 KiB
+by default, when a TLS record is at most 16 KiB (plus 256 bytes). `agent run` makes it `TLS_READ_BUFFER`
+for the whole process (`limit_tls_read_buffer`): the kick websocket is always open, an HTTPS connection
+often.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import ssl
 import time
 import zlib
+from asyncio import sslproto
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -52,12 +59,17 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 TIMEOUT = 10.0  #: seconds for connecting (TCP and TLS), for each write and, by default, for each read
 KEEPALIVE = 5.0  #: seconds an idle connection is kept for the next request
 READ_SIZE = 65536
+TLS_READ_BUFFER = 32 * 1024  #: two TLS records of the largest size
 Headers = Sequence[tuple[str, str]]
 
 
 class TransportError(Exception):
     """No answer: the connection failed (refused, reset, TLS refused), an operation timed out, or what came back
     was not HTTP."""
+
+
+class ConnectFailed(TransportError):
+    """No connection at all (refused, unreachable, timed out, TLS refused): the request was never sent."""
 
 
 class WebSocketRefused(Exception):
@@ -80,6 +92,14 @@ class ConnectionClosed(Exception):
     def ok(self) -> bool:
         """A normal closure (1000, or 1001 "going away"), as opposed to an error or a lost connection."""
         return self.code in (1000, 1001)
+
+
+def limit_tls_read_buffer(size: int = TLS_READ_BUFFER) -> None:
+    """Make every asyncio TLS connection opened from now on in this process read the socket through a buffer
+    of `size` bytes (at least one TLS record: 16 KiB + 256 B) rather than 256 KiB."""
+    if size < 16 * 1024 + 256:
+        raise ValueError(f"a TLS read buffer of {size} bytes cannot hold a whole record")
+    sslproto.SSLProtocol.max_size = size
 
 
 def authority(server: str) -> tuple[str, int, str]:
@@ -106,9 +126,9 @@ async def _open(host: str, port: int, context: ssl.SSLContext) -> tuple[asyncio.
         async with asyncio.timeout(TIMEOUT):
             return await asyncio.open_connection(host, port, ssl=context, server_hostname=host, limit=READ_SIZE)
     except TimeoutError:
-        raise TransportError(f"ConnectTimeout: no TLS connection to {host}:{port} within {TIMEOUT:g} s") from None
+        raise ConnectFailed(f"ConnectTimeout: no TLS connection to {host}:{port} within {TIMEOUT:g} s") from None
     except OSError as exc:  # refused, unreachable, reset, and ssl.SSLError (a certificate not trusted)
-        raise TransportError(f"ConnectError: {host}:{port}: {exc}") from exc
+        raise ConnectFailed(f"ConnectError: {host}:{port}: {exc}") from exc
 
 
 async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
