@@ -9,8 +9,8 @@ with `accept:<kick>` and fetches `v1/task/list?reason=kickoff[&taskId=…]` (onc
 brings nothing), runs at most 10 tasks at once, de-duplicates by (taskID, invokeVersion), posts the empty
 `running` start, a `running` tick every output interval, then `finish`/`timeout`/`stopped` (lower-case
 `exitcode`) with the output not yet sent, retrying a report 3 times 2 s apart and then dropping it (as the
-official agent does: it keeps no spool). Scheduled tasks (`Rate`, `At`, `Period` cron) run on its own clock
-with `currentTime`/`offset`/`timeZone` on their reports.
+official agent does: it keeps no spool); a task-list fetch is tried 3 times too. Scheduled tasks (`Rate`, `At`,
+`Period` cron) run on its own clock with `currentTime`/`offset`/`timeZone` on their reports.
 
 A run is either faked (`RunMode.FAKE`: it lasts `fake_seconds` and prints `fake_output` bytes; a task whose
 script is `sleep N` lasts N seconds) or real (`RunMode.SHELL`: `/bin/sh -c` in its own process group,
@@ -65,6 +65,8 @@ WORKERS = 10
 #: Report retries of the official agent (3 tries, 2 s apart, then the result is dropped).
 REPORT_TRIES = 3
 REPORT_RETRY_SECONDS = 2.0
+#: Task-list fetches are tried as often on network errors.
+FETCH_TRIES = 3
 #: How much running output the official agent streams before it keeps the rest for the final report.
 STREAM_BUDGET = 6000
 PEM_BLOCK = re.compile(rb"-----BEGIN RSA PRIVATE KEY-----.+?-----END RSA PRIVATE KEY-----\n?", re.S)
@@ -232,6 +234,14 @@ class Wire:
             self.writer.close()
         self.reader = self.writer = self.conn = None
 
+    async def aclose(self) -> None:
+        """Close, and wait until the transport has let go of its socket."""
+        writer = self.writer
+        self.close()
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
     async def request(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 8.0
     ) -> tuple[int, bytes]:
@@ -316,6 +326,7 @@ class Run:
     version: int
     start: int
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
     output: bytearray = field(default_factory=bytearray)
     sent: int = 0  #: output bytes already posted in `running` ticks
 
@@ -440,6 +451,8 @@ class SimAgent:
                     await ws.send(f"unknow:{message}")
         except Exception:  # noqa: S110 - a broken socket is redialled below
             pass
+        with contextlib.suppress(Exception):
+            await ws.close()
         if not self.closed:
             self.fleet.stats.reconnects += 1
             self.spawn(self.redial())
@@ -527,13 +540,19 @@ class SimAgent:
             if task_id:
                 pairs.append(("taskId", task_id))
             pairs += [("currentTime", now_ms()), ("offset", 0), ("timeZone", "Etc/UTC")]
-            try:
-                status, answer = await self.send("task/list", "POST", "/luban/api/v1/task/list", go_query(*pairs))
-            except WireError:
+            reply = None
+            for attempt in range(FETCH_TRIES):  # network errors: 3 tries, 2 s apart (fetchtask.go)
+                try:
+                    status, answer = await self.send("task/list", "POST", "/luban/api/v1/task/list", go_query(*pairs))
+                except WireError:
+                    if attempt + 1 < FETCH_TRIES:
+                        await asyncio.sleep(REPORT_RETRY_SECONDS)
+                    continue
+                if status == 200:
+                    reply = json.loads(answer)
+                break
+            if reply is None:
                 return -1
-            if status != 200:
-                return -1
-            reply = json.loads(answer)
         fetched = time.monotonic()
         found = 0
         for entry in reply.get("stop") or []:
@@ -610,7 +629,8 @@ class SimAgent:
                     else:
                         kind, code = await self.fake(run, content, timeout)
                 finally:
-                    ticker.cancel()
+                    run.ended.set()  # the tick in flight, if any, is sent whole: its output is not sent again
+                    await ticker
                 if kind == "stopped" or self.runs.get(task_id) is not run:
                     return  # stop() reports it
                 end = max(now_ms(), run.start + 1)
@@ -630,7 +650,10 @@ class SimAgent:
         self, run: Run, base: list[tuple[str, object]], repeat: str, interval: float, skip_empty: bool
     ) -> None:
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.ended.wait(), interval)
+            if run.ended.is_set():
+                return
             budget = max(0, STREAM_BUDGET - run.sent)
             chunk = bytes(run.output[run.sent:run.sent + budget])
             if not chunk and skip_empty:
@@ -688,6 +711,10 @@ class SimAgent:
                 await asyncio.wait_for(reading, 5)  # a daemon that kept stdout open is not waited for longer
         finally:
             stopping.cancel()
+            if proc.poll() is None:  # cancelled (the fleet closes): the run goes with it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             loop.remove_reader(pidfd)
             os.close(pidfd)
             transport.close()
@@ -732,12 +759,14 @@ class SimAgent:
         self.closed = True
         if self.beat_handle is not None:
             self.beat_handle.cancel()
-        for task in list(self.tasks):
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # their runs let go of processes and pipes
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await self.ws.close()
-        self.wire.close()
+        await self.wire.aclose()
 
 
 # ------------------------------------------------------------------------------------------------ fleet
@@ -824,3 +853,4 @@ class Fleet:
 
     async def close(self) -> None:
         await asyncio.gather(*(a.close() for a in self.agents), return_exceptions=True)
+        await asyncio.sleep(0.2)  # the event loop closes the transports it was told to close

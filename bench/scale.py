@@ -141,46 +141,58 @@ def database(engine: str) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
+async def database_async(engine: str) -> AsyncIterator[str]:
+    """`database` from inside an event loop (pg_database runs a loop of its own, so it runs in a thread)."""
+    manager = database(engine)
+    url = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+@contextlib.asynccontextmanager
 async def rig(args: argparse.Namespace, agents: int, *, mode: RunMode = RunMode.FAKE,
               env: dict[str, str] | None = None) -> AsyncIterator[Rig]:
     """A server (fresh store), `agents` registered and started simulated agents, and an API client."""
-    with tempfile.TemporaryDirectory(prefix="ca-scale-") as tmp, database(args.db) as db_url:
-        server = LiveServer(Path(tmp) / "data", db=db_url, extra_env={
-            "CLOUDASSIST_MAX_INSTANCES_PER_CALL": str(max(100, args.per_call)),
-            "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "0", **(env or {})}).start(timeout=60)
-        api = Api(server)
-        fleet = Fleet(server.agent_endpoint, server.data_dir / "ca.pem", mode=mode, noise=not args.quiet_agents)
-        try:
-            keys = load_keys(agents, None if args.no_key_cache else args.key_cache)
-            activations = []
-            for first in range(0, agents, PER_ACTIVATION):
-                room = min(PER_ACTIVATION, agents - first)
-                made = await api("CreateActivation", InstanceCount=str(room), Description="fleet")
-                activations.append((made["ActivationId"], made["ActivationCode"], room))
-            t0 = time.perf_counter()
-            await fleet.register(keys, activations, REGION)
-            t1 = time.perf_counter()
-            await fleet.start()
-            t2 = time.perf_counter()
-            log(f"{agents} agents registered in {t1 - t0:.1f} s, started (websocket, heart-beat, start-up fetch) "
-                f"in {t2 - t1:.1f} s; {fleet.connected()} connected")
-            profiler = None
-            if args.profile:
-                assert server.process is not None
-                argv = ["py-spy", "record", "-p", str(server.process.pid), "-r", "250", "--gil", "-f", "raw",
-                        "-o", str(args.profile)]
-                profiler = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
-                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    async with database_async(args.db) as db_url:
+        with tempfile.TemporaryDirectory(prefix="ca-scale-") as tmp:
+            server = LiveServer(Path(tmp) / "data", db=db_url, extra_env={
+                "CLOUDASSIST_MAX_INSTANCES_PER_CALL": str(max(100, args.per_call)),
+                "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "0", **(env or {})}).start(timeout=60)
+            api = Api(server)
+            fleet = Fleet(server.agent_endpoint, server.data_dir / "ca.pem", mode=mode, noise=not args.quiet_agents)
             try:
-                yield Rig(server, api, fleet, args.db, db_url)
+                keys = load_keys(agents, None if args.no_key_cache else args.key_cache)
+                activations = []
+                for first in range(0, agents, PER_ACTIVATION):
+                    room = min(PER_ACTIVATION, agents - first)
+                    made = await api("CreateActivation", InstanceCount=str(room), Description="fleet")
+                    activations.append((made["ActivationId"], made["ActivationCode"], room))
+                t0 = time.perf_counter()
+                await fleet.register(keys, activations, REGION)
+                t1 = time.perf_counter()
+                await fleet.start()
+                t2 = time.perf_counter()
+                log(f"{agents} agents registered in {t1 - t0:.1f} s, started (websocket, heart-beat, start-up fetch) "
+                    f"in {t2 - t1:.1f} s; {fleet.connected()} connected")
+                profiler = None
+                if args.profile:
+                    assert server.process is not None
+                    argv = ["py-spy", "record", "-p", str(server.process.pid), "-r", "250", "--gil", "-f", "raw",
+                            "-o", str(args.profile)]
+                    profiler = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
+                        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    yield Rig(server, api, fleet, args.db, db_url)
+                finally:
+                    if profiler is not None:
+                        profiler.send_signal(signal.SIGINT)
+                        profiler.wait()
             finally:
-                if profiler is not None:
-                    profiler.send_signal(signal.SIGINT)
-                    profiler.wait()
-        finally:
-            await fleet.close()
-            await api.close()
-            server.stop()
+                await fleet.close()
+                await api.close()
+                server.stop()
 
 
 # ------------------------------------------------------------------------------------------------ floor

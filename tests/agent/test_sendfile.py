@@ -44,7 +44,7 @@ def entry(directory: Path, name: str = "app.conf", data: bytes = b"x=1\n", **tas
             "timeout": 60,
             **task,
         },
-        "output": {"interval": 1000, "logQuota": 24576, "skipEmpty": False, "sendStart": True},
+        "output": {"interval": 1000, "logQuota": 24576, "skipEmpty": True, "sendStart": True},
     }
 
 

@@ -52,7 +52,7 @@ def test_streamed_output_and_a_nonzero_exit_are_failed_with_the_whole_output(age
 
     acknowledged(agent.running(run, b"start\n"))
     for _ in range(3):
-        acknowledged(agent.running(run))  # skipEmpty=false: "still running" ticks
+        acknowledged(agent.running(run))  # "still running" ticks (an agent told skipEmpty=false sends them)
     assert api.result(invoke_id)["Output"] == "start\n"
 
     acknowledged(agent.finish(run, 3, b"done\n"))

@@ -7,6 +7,7 @@ for an execution that has already ended is acknowledged and ignored, so retries 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -95,9 +96,27 @@ def from_millis(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC)
 
 
+#: Tasks whose fixed fields reports read, kept in memory (an LRU).
+CACHED_TASKS: Final = 10_000
+
+
 class DeliveryService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._tasks: OrderedDict[str, Invocation] = OrderedDict()
+
+    async def _task(self, tx: Tx, invoke_id: str) -> Invocation | None:
+        """A task as a report needs it: only the fields that never change are read from it (repeat mode,
+        timeout, account, region), so it is read once and kept; its content may have been modified since."""
+        inv = self._tasks.get(invoke_id)
+        if inv is None:
+            inv = await tx.invocations.by_id(invoke_id)
+            if inv is None:
+                return None
+            self._tasks[invoke_id] = inv
+            if len(self._tasks) > CACHED_TASKS:
+                self._tasks.popitem(last=False)
+        return inv
 
     async def fetch(
         self, instance_id: str, task_id: str | None = None, *, startup: bool = False, cold_start: bool = False
@@ -155,7 +174,7 @@ class DeliveryService:
             return False
         if result.status.terminal:
             return True
-        inv = await tx.invocations.by_id(report.task_id)
+        inv = await self._task(tx, report.task_id)
         recurring = inv is not None and inv.repeat_mode in RECURRING
         if recurring and self._already_ended(result, report):
             return True  # a resent report of a run that has ended and been kept

@@ -95,7 +95,7 @@ class AgentEndpoints:
 
     async def dispatch(self, request: Request) -> Response:
         """Every HTTP endpoint: authenticate (except register), then route by path."""
-        path = request.url.path.removeprefix("/luban/api/")
+        path = str(request.scope["path"]).removeprefix("/luban/api/")  # (request.url builds a whole URL)
         try:
             if path == "instance/register":
                 return await self.register(request)

@@ -12,8 +12,10 @@ from cloudassist.domain.schedules import agent_schedule
 from cloudassist.services.delivery import Kind, Order, Report, from_millis
 from cloudassist.services.files import Delivery, FileReport
 
-#: How the agent should stream output: every second, up to the seed's 24 KB in all.
-OUTPUT: Final = {"interval": 1000, "logQuota": 24 * 1024, "skipEmpty": False, "sendStart": True}
+#: How the agent should stream output: every second, up to the seed's 24 KB in all; the start is posted (so the
+#: record is Running at once), but a second without output posts nothing: a fleet of long runs would otherwise
+#: send one empty "still running" request per agent per second (an agent's liveness is its heart-beat).
+OUTPUT: Final = {"interval": 1000, "logQuota": 24 * 1024, "skipEmpty": True, "sendStart": True}
 KINDS: Final[frozenset[str]] = frozenset({"running", "finish", "timeout", "error", "stopped", "invalid"})
 
 

@@ -73,15 +73,16 @@ async def read_request(request: Request, limit: int) -> RpcRequest:
     """The request's parameters: the query and a form-encoded body, decoded and merged."""
     if request.method not in ("GET", "POST"):
         raise ApiError.of("UnsupportedHTTPMethod")
-    query = request.url.query
+    raw_query: bytes = request.scope["query_string"]  # what request.url.query holds, without building a URL
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) + len(query) > limit:
+        if len(body) + len(raw_query) > limit:
             raise ApiError.of("RequestTooLarge")
-    if len(query) > limit:
+    if len(raw_query) > limit:
         raise ApiError.of("RequestTooLarge")
     try:
+        query = raw_query.decode("utf-8")
         query_pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
         form_pairs: list[tuple[str, str]] = []
         content_type = request.headers.get("content-type", "")
