@@ -195,10 +195,15 @@ class Wire:
     With several server addresses it behaves as a TCP load balancer in front of them would for the agent: a
     new connection goes to the current server, or to the next one that answers when it does not."""
 
-    def __init__(self, endpoints: Sequence[str] | str, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, endpoints: Sequence[str] | str, tls: ssl.SSLContext | None, idle_close: float | None = None
+    ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         self.at = 0
         self.tls = tls
+        #: close the connection after this long unused (None: keep it until the server closes it)
+        self.idle_close = idle_close
+        self._idle: asyncio.TimerHandle | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.conn: h11.Connection | None = None
@@ -246,18 +251,29 @@ class Wire:
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 8.0
     ) -> tuple[int, bytes]:
         async with self.lock:
-            for attempt in range(2):
-                fresh = self.writer is None
-                try:
-                    if fresh:
-                        await asyncio.wait_for(self._open(), timeout)
-                    return await asyncio.wait_for(self._exchange(method, target, headers, body), timeout)
-                except (OSError, EOFError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    self.close()
-                    # a kept-alive connection the server closed meanwhile is retried once on a new one
-                    if fresh or attempt or isinstance(exc, TimeoutError):
-                        raise WireError(f"{method} {target.split('?')[0]}: {exc!r}") from None
-            raise AssertionError("unreachable")
+            if self._idle is not None:
+                self._idle.cancel()
+            try:
+                return await self._request(method, target, headers, body, timeout)
+            finally:
+                if self.idle_close is not None and self.writer is not None:
+                    self._idle = asyncio.get_running_loop().call_later(self.idle_close, self.close)
+
+    async def _request(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, timeout: float
+    ) -> tuple[int, bytes]:
+        for attempt in range(2):
+            fresh = self.writer is None
+            try:
+                if fresh:
+                    await asyncio.wait_for(self._open(), timeout)
+                return await asyncio.wait_for(self._exchange(method, target, headers, body), timeout)
+            except (OSError, EOFError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                self.close()
+                # a kept-alive connection the server closed meanwhile is retried once on a new one
+                if fresh or attempt or isinstance(exc, TimeoutError):
+                    raise WireError(f"{method} {target.split('?')[0]}: {exc!r}") from None
+        raise AssertionError("unreachable")
 
     async def _exchange(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -351,7 +367,7 @@ class SimAgent:
         self.sent = 0
         # each agent starts at its own server of the fleet's (round robin) and moves on when it is gone
         shift = index % len(fleet.endpoints)
-        self.wire = Wire(fleet.endpoints[shift:] + fleet.endpoints[:shift], fleet.tls)
+        self.wire = Wire(fleet.endpoints[shift:] + fleet.endpoints[:shift], fleet.tls, fleet.http_idle_seconds)
         self.ws: ClientConnection | None = None
         self.seen: set[tuple[str, int]] = set()
         self.runs: dict[str, Run] = {}
@@ -796,6 +812,8 @@ class Fleet:
     beat_scale: float = 1.0
     #: websocket re-dial cool-down, seconds (the official agent's wssCoolDownTime is 60 s)
     redial_seconds: float = 60.0
+    #: close an agent's HTTPS connection after this long unused (None: keep it until the server closes it)
+    http_idle_seconds: float | None = None
     tag: str = "sim"
     agents: list[SimAgent] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)

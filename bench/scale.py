@@ -161,7 +161,8 @@ async def rig(args: argparse.Namespace, agents: int, *, mode: RunMode = RunMode.
                 "CLOUDASSIST_MAX_INSTANCES_PER_CALL": str(max(100, args.per_call)),
                 "CLOUDASSIST_INVOCATION_QUOTA_DAILY": "0", **(env or {})}).start(timeout=60)
             api = Api(server)
-            fleet = Fleet(server.agent_endpoint, server.data_dir / "ca.pem", mode=mode, noise=not args.quiet_agents)
+            fleet = Fleet(server.agent_endpoint, server.data_dir / "ca.pem", mode=mode, noise=not args.quiet_agents,
+                      http_idle_seconds=args.http_idle)
             try:
                 keys = load_keys(agents, None if args.no_key_cache else args.key_cache)
                 activations = []
@@ -470,6 +471,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="s2/s6: how long")
     parser.add_argument("--key-cache", type=Path, default=default_key_cache())
     parser.add_argument("--no-key-cache", action="store_true")
+    parser.add_argument("--http-idle", type=float, default=None,
+                        help="agents close their HTTPS connection after this many idle seconds (default: keep it)")
     parser.add_argument("--quiet-agents", action="store_true", help="no start-up metrics or state-manager polls")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", type=Path, help="record the server with py-spy (collapsed stacks) into this file")

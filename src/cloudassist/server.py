@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
@@ -123,8 +124,19 @@ def _config(app: Any, listen: str, settings: Settings, *, agent_face: bool = Fal
     )
 
 
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (each connected agent holds one or two sockets);
+    the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly."""
+    log.info("open files allowed: %d (a connected agent holds one or two)", raise_fd_limit())
     ctx, created = await prepare(settings)
     hub = KickHub()
     leadership = Leadership(ctx.store.url)
