@@ -50,9 +50,13 @@ class ServerLog(logging.Handler):
         return "\n".join(self.lines)
 
     def exception(self) -> str:
-        """The last exception logged, as its `Type: message` line ("" if none)."""
+        """The last exception logged: its `Type: message` line, or the server's one-line `internal error
+        answering …: Type (at file:line)` ("" if none)."""
         found = ""
         for line in "\n".join(self.lines).splitlines():
+            if "internal error answering" in line:
+                found = line
+                continue
             head = line.split(":", 1)[0]
             if line[:1].isalpha() and head.replace(".", "").replace("_", "").isalnum() and ":" in line \
                     and (head.endswith(("Error", "Exception")) or "." in head):

@@ -96,6 +96,8 @@ def from_millis(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC)
 
 
+#: The largest count a 64-bit column holds (Dropped adds up what each report says it dropped).
+MAX_COUNT: Final = 2**63 - 1
 #: Tasks whose fixed fields reports read, kept in memory (an LRU).
 CACHED_TASKS: Final = 10_000
 
@@ -189,7 +191,7 @@ class DeliveryService:
         output, dropped = append(result.output, result.dropped, chunk, limit)
         changes: dict[str, Any] = {
             "output": output,
-            "dropped": dropped + max(report.dropped, 0),
+            "dropped": min(dropped + max(report.dropped, 0), MAX_COUNT),  # a 64-bit column, however many reports
             "received": result.received + len(chunk),
             "update_time": now,
         }

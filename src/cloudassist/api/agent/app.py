@@ -6,10 +6,13 @@ import asyncio
 import logging
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from cloudassist.api.agent.hub import KickHub
-from cloudassist.api.agent.routes import AgentEndpoints
+from cloudassist.api.agent.routes import AgentEndpoints, refused
 from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService
 from cloudassist.services.files import FileService
@@ -19,12 +22,23 @@ log = logging.getLogger("cloudassist.agent_face")
 
 def create_agent_app(ctx: Context, hub: KickHub) -> Starlette:
     endpoints = AgentEndpoints(ctx, hub)
-    return Starlette(
+
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        """A path or method the agent protocol does not have: refused in the agent face's shape."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        if status == 405:
+            return refused(405, "method not allowed", "MethodNotAllowed")
+        return refused(status, "no such path", "NotFound")
+
+    app = Starlette(
         routes=[
             WebSocketRoute("/luban/notify_server", endpoints.websocket),
             Route("/luban/api/{path:path}", endpoints.dispatch, methods=["GET", "POST"]),
-        ]
+        ],
+        exception_handlers={404: not_routed, 405: not_routed},
     )
+    app.router.redirect_slashes = False  # `/luban/api` is not a path of the protocol: 404, not a redirect
+    return app
 
 
 async def keep_delivering(ctx: Context, hub: KickHub, every: float = 5.0) -> None:

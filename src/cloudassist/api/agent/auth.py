@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from cloudassist.domain.instances import ManagedInstance
+from cloudassist.domain.text import storable
 from cloudassist.services.context import Context
 from cloudassist.store.store import Tx
 
@@ -69,8 +70,8 @@ class AgentAuth:
         signature = headers.get("x-acs-signature", "")
         if not (instance_id and timestamp and request_id and signature):
             raise AgentAuthError("unsigned request")
-        if len(request_id) > 128 or len(instance_id) > 64:
-            raise AgentAuthError("malformed signing headers")
+        if len(request_id) > 128 or len(instance_id) > 64 or not (storable(request_id) and storable(instance_id)):
+            raise AgentAuthError("malformed signing headers")  # (no id column could hold them)
         try:
             when = datetime.fromtimestamp(int(timestamp) / 1000, UTC)
             sig = base64.b64decode(signature, validate=True)

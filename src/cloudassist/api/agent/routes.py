@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from cloudassist.api.agent.auth import AgentAuth, AgentAuthError, Signed
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
+from cloudassist.api.failures import log_internal_error
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
@@ -29,6 +30,8 @@ from cloudassist.store.store import Tx
 
 log = logging.getLogger("cloudassist.agent_face")
 MAX_BODY = 1024 * 1024
+#: The longest query string taken (the official agent's longest, a report's, is well under 1 KB).
+MAX_QUERY = 64 * 1024
 HEARTBEAT_MS = 60_000
 T = TypeVar("T")
 
@@ -47,10 +50,29 @@ def refused(status: int, message: str, code: str = "") -> JSONResponse:
 
 
 def agent_version(request: Request) -> str | None:
-    """`linux_amd64/2.2.3.578` → `2.2.3.578`: the User-Agent is the official agent's version signal."""
+    """`linux_amd64/2.2.3.578` → `2.2.3.578`: the User-Agent is the official agent's version signal (None when
+    it carries none: `x/`, `x/ `, no slash)."""
     agent = request.headers.get("user-agent", "")
     _, sep, version = agent.partition("/")
-    return version.split()[0][:64] if sep and version else None
+    words = version.split()
+    return words[0][:64] if sep and words else None
+
+
+def read_tags(raw: object) -> tuple[Tag, ...]:
+    """A registration's `tag`: absent, null or a list of `{"key": text, "value": text}` (value optional);
+    anything else is InvalidParameter.tag (check_tags judges the keys and values themselves)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ApiError.invalid("tag")
+    tags = []
+    for item in raw:
+        key = item.get("key") if isinstance(item, dict) else None
+        value = item.get("value", "") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not isinstance(value, str | None):
+            raise ApiError.invalid("tag")
+        tags.append(Tag(key, value or ""))
+    return tuple(tags)
 
 
 async def body_of(request: Request) -> bytes:
@@ -97,6 +119,8 @@ class AgentEndpoints:
         """Every HTTP endpoint: authenticate (except register), then route by path."""
         path = str(request.scope["path"]).removeprefix("/luban/api/")  # (request.url builds a whole URL)
         try:
+            if len(request.scope["query_string"]) > MAX_QUERY:
+                raise ApiError.of("RequestTooLarge")
             if path == "instance/register":
                 return await self.register(request)
             if path == "connection_detect":
@@ -111,6 +135,9 @@ class AgentEndpoints:
             # the agent went away mid-request (it is shutting down): nothing was applied, nobody to answer
             log.debug("agent disconnected during %s", path)
             return Response(status_code=499)
+        except Exception as exc:  # a bug: one line in the log, a generic answer in the face's shape
+            log_internal_error(log, path[:100], exc)
+            return refused(500, "internal error", "InternalError")
 
     async def route(self, path: str, request: Request, signed: Signed) -> Response:
         if path == "heart-beat":
@@ -158,12 +185,11 @@ class AgentEndpoints:
     async def register(self, request: Request) -> Response:
         try:
             data = json.loads(await body_of(request) or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             return refused(400, "the body is not JSON", "InvalidParameter")
         if not isinstance(data, dict):
             return refused(400, "the body is not a JSON object", "InvalidParameter")
-        raw_tags = data.get("tag") or []
-        tags = tuple(Tag(str(t.get("key", "")), str(t.get("value", ""))) for t in raw_tags if isinstance(t, dict))
+        tags = read_tags(data.get("tag"))
         instance = await self.instances.register(
             activation_code=data.get("activationCode", ""),
             activation_id=data.get("activationId", ""),
@@ -252,13 +278,17 @@ class AgentEndpoints:
             log.info("refused websocket: %s", exc)
             await ws.close(code=1008)
             return
+        except Exception as exc:  # the store is down, or a bug: one line in the log
+            log_internal_error(log, "websocket upgrade", exc)
+            await ws.close(code=1011)
+            return
         await ws.accept()
         self.hub.add(instance.instance_id, ws)
         try:
             if await self.delivery.waiting(instance.instance_id) or await self.files.waiting(instance.instance_id):
                 self.hub.kick([instance.instance_id])
-            while True:
-                await ws.receive_text()
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass  # `accept:`/`unknow:` replies, and anything else (text or binary), are read and dropped
         except WebSocketDisconnect:
             pass
         finally:

@@ -9,6 +9,8 @@ from typing import Any, Final
 from cloudassist.domain.files import signature
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.schedules import agent_schedule
+from cloudassist.domain.text import storable
+from cloudassist.errors import ApiError
 from cloudassist.services.delivery import Kind, Order, Report, from_millis
 from cloudassist.services.files import Delivery, FileReport
 
@@ -16,6 +18,9 @@ from cloudassist.services.files import Delivery, FileReport
 #: record is Running at once), but a second without output posts nothing: a fleet of long runs would otherwise
 #: send one empty "still running" request per agent per second (an agent's liveness is its heart-beat).
 OUTPUT: Final = {"interval": 1000, "logQuota": 24 * 1024, "skipEmpty": True, "sendStart": True}
+#: The range of a 64-bit integer column (exit codes, counts), and the length of an id column.
+INT64: Final = 2**63
+MAX_ID: Final = 64
 KINDS: Final[frozenset[str]] = frozenset({"running", "finish", "timeout", "error", "stopped", "invalid"})
 
 
@@ -64,28 +69,44 @@ def task_entry(order: Order, instance: ManagedInstance, account_name: str = "") 
     }
 
 
-def _int(value: str | None, default: int | None = None) -> int | None:
+def _int(query: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    """An integer of the query: absent or not a number is `default` (the official agent's quirks); a number a
+    64-bit column cannot hold is refused (InvalidParameter.<name>), never stored."""
+    value = query.get(name)
+    if value is None or value == "":
+        return default
     try:
-        return int(value) if value not in (None, "") else default
+        number = int(value)
     except ValueError:
         return default
+    if not -INT64 <= number < INT64:
+        raise ApiError.invalid(name)
+    return number
+
+
+def task_id(query: Mapping[str, str]) -> str:
+    """The `taskId` of a report: text an id column can hold, or InvalidParameter.taskId."""
+    value = query.get("taskId", "")
+    if len(value) > MAX_ID or not storable(value):
+        raise ApiError.invalid("taskId")
+    return value
 
 
 def read_report(kind: str, query: Mapping[str, str], body: bytes) -> Report:
     """A `task/<kind>` report; the official agent's quirks included (lower-case `exitcode` on stopped)."""
     assert kind in KINDS
-    exit_code = _int(query.get("exitCode"), _int(query.get("exitcode")))
+    exit_code = _int(query, "exitCode", _int(query, "exitcode"))
     kind_value: Kind = kind  # type: ignore[assignment]  # checked against KINDS above
     return Report(
         kind=kind_value,
-        task_id=query.get("taskId", ""),
-        invoke_version=_int(query.get("invokeVersion"), 1) or 1,
+        task_id=task_id(query),
+        invoke_version=_int(query, "invokeVersion", 1) or 1,
         start=from_millis(query.get("start")),
         end=from_millis(query.get("end")),
         exit_code=exit_code,
-        dropped=max(_int(query.get("dropped"), 0) or 0, 0),
+        dropped=max(_int(query, "dropped", 0) or 0, 0),
         output=body,
-        offset=_int(query.get("outputOffset")),
+        offset=_int(query, "outputOffset"),
         err_code=query.get("errCode", ""),
         param=query.get("param", ""),
         result=query.get("result", ""),
@@ -120,8 +141,8 @@ def read_file_report(kind: str, query: Mapping[str, str]) -> FileReport:
     """A `task/<kind>?taskType=sendfile` report: `status` and lower-case `errorcode` on finish, `param` on invalid."""
     return FileReport(
         kind=kind,
-        task_id=query.get("taskId", ""),
+        task_id=task_id(query),
         status=query.get("status", ""),
-        error_code=_int(query.get("errorcode"), _int(query.get("errorCode"))),
+        error_code=_int(query, "errorcode", _int(query, "errorCode")),
         param=query.get("param", ""),
     )

@@ -1,8 +1,8 @@
 """The ECS RPC endpoint: parse, authenticate, dispatch, serialize — with one error envelope around it.
 
 Every request is authenticated before anything else is looked at. Whatever goes wrong becomes an
-`ApiError` in the API's own format; an unexpected exception is logged (without parameters, which may
-hold secrets) and answered as InternalError, never as a traceback.
+`ApiError` in the API's own format; an unexpected exception is logged in one line (without parameters, which
+may hold secrets; api/failures.py) and answered as InternalError, never as a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cloudassist import ids
+from cloudassist.api.failures import log_internal_error
 from cloudassist.api.rpc import envelope, params
 from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
 from cloudassist.api.rpc.signature import SignatureError, read_signed_request, verify
@@ -119,8 +120,8 @@ class RpcEndpoint:
         except ApiError as exc:
             call.code = exc.code
             response = envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
-        except Exception:
-            log.exception("internal error answering request %s", request_id)
+        except Exception as exc:  # a bug: one line in the log (never the parameters), a generic envelope
+            log_internal_error(log, f"request {request_id}", exc)
             call.code = "InternalError"
             response = envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
         if log.isEnabledFor(logging.DEBUG):
