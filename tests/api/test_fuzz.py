@@ -88,9 +88,10 @@ JSON_EDGES: tuple[str, ...] = (
 )
 TOKEN_EDGES: tuple[str, ...] = (
     *(encode_token(v) for v in ("abc", "-5", "0", "1.5", " 7", "9" * 19, "9" * 30, str(INT64), str(INT64 - 1),
-                                str(-INT64 - 1), "")),
+                                str(-INT64 - 1), "", "²", "①", "١٢", "𝟗")),
     "!!!", "YQ", "=", "%%%", "_-_-", "x" * 5000,
 )
+NONCE_EDGES: tuple[str, ...] = ("n" * 128, "n" * 129, "n" * 5000, "é" * 128, "é" * 129, "🚀" * 129, " ", "k" * 65)
 ID_EDGES: tuple[str, ...] = (
     "", " ", "c-", "t-", "mi-", "i-", "*", "%", "_", "c-%", "' OR '1'='1", "x" * 65, "x" * 100_000, "é" * 64,
     "é" * 65, "🚀" * 64, f"{LINUX_1} ", LINUX_1.upper(), f"{LINUX_1},{LINUX_2}",
@@ -327,6 +328,8 @@ def parameter_sets(draw: Draw, seeds: Seeds) -> Request:
     if draw(st.integers(0, 9)) == 0:
         extra = draw(st.sampled_from(("OwnerId", "ResourceOwnerAccount", "Unknown", "RegionId.1", "Tag.1.Key.2")))
         params[extra] = draw(st.sampled_from(EDGE_STRINGS[:20]))
+    if draw(st.integers(0, 9)) == 0:  # a nonce or key id of any length or text (signed with them all the same)
+        params[draw(st.sampled_from(("SignatureNonce", "AccessKeyId")))] = draw(st.sampled_from(NONCE_EDGES))
     return Request(name, params)
 
 
@@ -395,6 +398,17 @@ KNOWN_CRASHERS: tuple[Request, ...] = (
     Request("DescribeCommands", {"NextToken": encode_token("abc")}),
     Request("DescribeInvocations", {"NextToken": encode_token("abc")}),
     Request("DescribeInvocationResults", {"NextToken": encode_token("abc")}),
+    # a NextToken that decodes to characters str.isdigit() takes for digits but int() does not
+    Request("DescribeCommands", {"NextToken": encode_token("²")}),
+    Request("DescribeInvocations", {"NextToken": encode_token("①")}),
+    Request("DescribeInvocationResults", {"NextToken": encode_token("²")}),
+    Request("DescribeManagedInstances", {"NextToken": encode_token("①")}),
+    Request("DescribeSendFileResults", {"NextToken": encode_token("²")}),
+    # a SignatureNonce longer than the nonce column (PostgreSQL enforces VARCHAR(128)), an AccessKeyId longer
+    # than any key's
+    Request("DescribeCommands", {"SignatureNonce": "n" * 129}),
+    Request("DescribeCommands", {"SignatureNonce": "🚀" * 5000}),
+    Request("DescribeCommands", {"AccessKeyId": "k" * 65}),
     # paging positions beyond a 64-bit integer
     Request("DescribeInvocations", {"PageNumber": str(INT64 - 1)}),
     Request("DescribeInvocationResults", {"PageNumber": str(INT64 - 1)}),

@@ -21,6 +21,7 @@ from cloudassist.api.rpc.signature import (
     read_signed_request,
     verify,
 )
+from cloudassist.testing import sign_v1
 
 SECRET = "testsecret"
 MISMATCH_PREFIX = "Specified signature is not matched with our calculation. server string to sign is:"
@@ -426,6 +427,34 @@ def test_v3_signed_body_verifies() -> None:
     )
     assert request.canonical_request.endswith("\n" + payload)
     verify(request, SECRET)
+
+
+@pytest.mark.parametrize(("field", "value", "code"), [
+    ("SignatureNonce", "n" * 129, "InvalidParameter.SignatureNonce"),
+    ("SignatureNonce", "n" * 5000, "InvalidParameter.SignatureNonce"),
+    ("AccessKeyId", "k" * 65, "InvalidAccessKeyId.NotFound"),
+])
+def test_v1_nonce_or_key_id_longer_than_their_columns_is_refused(field: str, value: str, code: str) -> None:
+    """A SignatureNonce longer than the 128 characters the nonce table keeps, or an AccessKeyId longer than any
+    key's 64, is refused while the request is read, before it reaches the store (PostgreSQL refuses such a
+    value with an error, which answered 500)."""
+    params = sign_v1({"Action": "DescribeCommands", field: value}, "testak", SECRET)
+    with pytest.raises(SignatureError) as info:
+        read_signed_request("POST", "/", params, list(params.items()), {}, b"")
+    assert info.value.code == code
+
+
+def test_v3_nonce_longer_than_its_column_is_refused() -> None:
+    """The same limit holds for a V3 x-acs-signature-nonce."""
+    payload = hashlib.sha256(b"").hexdigest()
+    headers = {"host": "h", "x-acs-action": "DescribeCommands", "x-acs-version": "2014-05-26",
+               "x-acs-date": "2024-01-01T00:00:00Z", "x-acs-signature-nonce": "n" * 129,
+               "x-acs-content-sha256": payload}
+    names = ";".join(sorted(headers))
+    headers["authorization"] = f"ACS3-HMAC-SHA256 Credential=testak,SignedHeaders={names},Signature=00"
+    with pytest.raises(SignatureError) as info:
+        read_signed_request("POST", "/", {}, [], headers, b"")
+    assert info.value.code == "InvalidParameter.SignatureNonce"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class Page:
         """The number inside a NextToken (a sequence number or an offset), None on the first page."""
         if self.after is None:
             return None
-        if not self.after.isdigit() or len(self.after) > 18:
+        if not (self.after.isascii() and self.after.isdigit()) or len(self.after) > 18:  # not "²", "①", "٣"
             raise ApiError.of("InvalidParameter.NextToken")
         return int(self.after)
 

@@ -12,9 +12,14 @@ from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote
 
+from cloudassist.domain.text import storable
+
 __all__ = ["SignatureError", "SignedRequest", "read_signed_request", "verify"]
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
+#: The longest AccessKeyId and SignatureNonce the store keeps (store/tables.py: access_keys, nonces).
+MAX_KEY_ID = 64
+MAX_NONCE = 128
 EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # Headers every V3 request must carry and list in SignedHeaders (the official example's minimal set).
@@ -103,10 +108,22 @@ def read_signed_request(
     authorization = headers.get("authorization", "").strip()
     algorithm = authorization.split(" ", 1)[0]
     if algorithm == V3_ALGORITHM:
-        return _read_v3(method, path, query_pairs, headers, body, authorization)
-    if algorithm.startswith("ACS3-"):
+        signed = _read_v3(method, path, query_pairs, headers, body, authorization)
+    elif algorithm.startswith("ACS3-"):
         raise _incomplete()
-    return _read_v1(method, params)
+    else:
+        signed = _read_v1(method, params)
+    return _storable(signed)
+
+
+def _storable(signed: SignedRequest) -> SignedRequest:
+    """`signed`, if its key id and nonce fit the columns that keep them (nonces: 128, keys: 64 characters)."""
+    if len(signed.access_key_id) > MAX_KEY_ID or not storable(signed.access_key_id):
+        raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    if len(signed.nonce) > MAX_NONCE or not storable(signed.nonce):
+        message = 'The specified parameter "SignatureNonce" is not valid.'
+        raise SignatureError("InvalidParameter.SignatureNonce", message)
+    return signed
 
 
 def _read_v1(method: str, params: Mapping[str, str]) -> SignedRequest:
