@@ -389,12 +389,38 @@ def test_tampered_v3_signature_is_rejected() -> None:
     assert error_of(with_header(wire, "authorization", tampered), SECRET).code == "SignatureDoesNotMatch"
 
 
+def _v3_body_headers(body: bytes, content_type: str | None, *, sign_content_type: bool = True) -> dict[str, str]:
+    """The headers of a V3 request (query `RegionId=cn-hangzhou`) signed by the tea SDK's signer with `body`;
+    its content-type header (if any) is left out of the signature when `sign_content_type` is false (added
+    after signing, as a proxy could)."""
+    payload = hashlib.sha256(body).hexdigest()
+    sdk_request = DaraRequest()
+    sdk_request.method = "POST"
+    sdk_request.pathname = "/"
+    sdk_request.query = {"RegionId": "cn-hangzhou"}
+    sdk_request.headers = {
+        "host": "ecs.example.test", "x-acs-action": "RunCommand", "x-acs-version": "2014-05-26",
+        "x-acs-date": "2024-01-01T00:00:00Z", "x-acs-signature-nonce": "n1", "x-acs-content-sha256": payload,
+    }
+    if content_type is not None and sign_content_type:
+        sdk_request.headers["content-type"] = content_type
+    auth = Utils.get_authorization(sdk_request, "ACS3-HMAC-SHA256", payload, "testak", SECRET)
+    headers = {**sdk_request.headers, "authorization": auth}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    return headers
+
+
+def _v3_with_body(body: bytes, content_type: str | None, *, sign_content_type: bool = True) -> SignedRequest:
+    headers = _v3_body_headers(body, content_type, sign_content_type=sign_content_type)
+    return read_signed_request("POST", "/", {"RegionId": "cn-hangzhou"}, [("RegionId", "cn-hangzhou")], headers, body)
+
+
 def test_v3_body_hash_mismatch_is_rejected() -> None:
     """When the body does not hash to x-acs-content-sha256, verify() raises SignatureDoesNotMatch even
     with the right secret, and the message still carries 'server string to sign is:'."""
-    wire = replay(TEA_V3_RUN_COMMAND)
-    method, path, params, pairs, headers, _ = wire
-    request = read_signed_request(method, path, params, pairs, headers, b"InstanceId.3=i-evil")
+    headers = _v3_body_headers(b"InstanceId.1=i-abc", "application/x-www-form-urlencoded")
+    request = read_signed_request("POST", "/", {}, [("RegionId", "cn-hangzhou")], headers, b"InstanceId.3=i-evil")
     assert not request.content_sha256_matches
     with pytest.raises(SignatureError) as info:
         verify(request, SECRET)
@@ -406,27 +432,29 @@ def test_v3_signed_body_verifies() -> None:
     """A V3 request with a body verifies when x-acs-content-sha256 is the hex SHA-256 of exactly that body
     (the HashedRequestPayload line of the canonical request)."""
     body = b'{"k": "v"}'
-    payload = hashlib.sha256(body).hexdigest()
-    sdk_request = DaraRequest()
-    sdk_request.method = "POST"
-    sdk_request.pathname = "/"
-    sdk_request.query = {"RegionId": "cn-hangzhou"}
-    sdk_request.headers = {
-        "host": "ecs.example.test",
-        "x-acs-action": "RunCommand",
-        "x-acs-version": "2014-05-26",
-        "x-acs-date": "2024-01-01T00:00:00Z",
-        "x-acs-signature-nonce": "n1",
-        "x-acs-content-sha256": payload,
-        "content-type": "application/json",
-    }
-    auth = Utils.get_authorization(sdk_request, "ACS3-HMAC-SHA256", payload, "testak", SECRET)
-    headers = {**sdk_request.headers, "authorization": auth}
-    request = read_signed_request(
-        "POST", "/", {"RegionId": "cn-hangzhou"}, [("RegionId", "cn-hangzhou")], headers, body
-    )
-    assert request.canonical_request.endswith("\n" + payload)
+    request = _v3_with_body(body, "application/json")
+    assert request.canonical_request.endswith("\n" + hashlib.sha256(body).hexdigest())
     verify(request, SECRET)
+
+
+def test_v3_form_body_with_its_content_type_signed_verifies() -> None:
+    """A form body signed as the tea SDK signs one (content-type among the signed headers) verifies."""
+    verify(_v3_with_body(b"InstanceId.1=i-abc", "application/x-www-form-urlencoded"), SECRET)
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+def test_v3_body_without_a_signed_content_type_is_refused(content_type: str | None) -> None:
+    """A V3 request with a body whose content-type is not signed (sent unsigned, or not sent at all) is refused
+    400 IncompleteSignature, although the body's hash matches: changing the type in transit would otherwise
+    drop or add the body's parameters without breaking the signature."""
+    with pytest.raises(SignatureError) as info:
+        _v3_with_body(b"InstanceId.1=i-abc", content_type, sign_content_type=False)
+    assert info.value.code == "IncompleteSignature"
+
+
+def test_v3_without_a_body_needs_no_content_type() -> None:
+    """An empty body needs no content-type (the SDK sets none on a request without a body)."""
+    verify(_v3_with_body(b"", None), SECRET)
 
 
 @pytest.mark.parametrize(("field", "value", "code"), [
@@ -796,6 +824,8 @@ def test_tea_v3_signatures_verify(query: dict[str, str], extra_header: str, body
         "x-acs-content-sha256": payload,
         "x-acs-extra": extra_header,
     }
+    if body:  # the SDK sets (and so signs) a content-type whenever it sends a body
+        sdk_request.headers["content-type"] = "application/x-www-form-urlencoded"
     auth = Utils.get_authorization(sdk_request, "ACS3-HMAC-SHA256", payload, "testak", secret)
     url = DaraCore.compose_url(sdk_request)
     pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)

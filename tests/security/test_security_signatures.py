@@ -231,8 +231,6 @@ V3_TAMPERING: dict[str, Callable[[V3Request], V3Request]] = {
     "change the nonce": lambda r: V3Request(r.query, {**r.headers, "x-acs-signature-nonce": "0" * 32}),
     "change the host": lambda r: V3Request(r.query, {**r.headers, "host": "ecs.aliyuncs.com"}),
     "change a signed extra header": lambda r: V3Request(r.query, {**r.headers, "accept": "text/xml"}),
-    "add a body without its hash": lambda r: V3Request(
-        r.query, {**r.headers, "content-type": "application/x-www-form-urlencoded"}, b"PageSize=50"),
     "change the signature": lambda r: V3Request(r.query, {
         **r.headers, "authorization": r.headers["authorization"][:-4] + "0000"
         if not r.headers["authorization"].endswith("0000") else r.headers["authorization"][:-4] + "1111"}),
@@ -254,15 +252,41 @@ def test_v3_request_changed_after_signing_is_refused(deployment: Deployment, how
     accepted(original.send(deployment.endpoint))
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
 def test_v3_body_with_matching_hash_still_needs_the_signature(deployment: Deployment) -> None:
     """Replacing a V3 request's body together with its x-acs-content-sha256 header still breaks the
-    signature (the hash is signed): 400 SignatureDoesNotMatch."""
-    original = v3_signed(deployment.endpoint, "DescribeCommands", LIST)
+    signature (the hash is signed): 400 SignatureDoesNotMatch; changing the body alone, too."""
+    original = v3_signed(deployment.endpoint, "DescribeCommands", LIST, body=b"PageSize=10", content_type=FORM)
     body = b"PageSize=50"
-    tampered = V3Request(original.query, {**original.headers, "content-type": "application/x-www-form-urlencoded",
-                                          "x-acs-content-sha256": hashlib.sha256(body).hexdigest()}, body)
-    refused(tampered.send(deployment.endpoint), "SignatureDoesNotMatch", 400)
+    swapped = V3Request(original.query, {**original.headers, "x-acs-content-sha256": hashlib.sha256(body).hexdigest()},
+                        body)
+    refused(swapped.send(deployment.endpoint), "SignatureDoesNotMatch", 400)
+    refused(V3Request(original.query, original.headers, body).send(deployment.endpoint), "SignatureDoesNotMatch", 400)
     accepted(original.send(deployment.endpoint))
+
+
+V3_UNSIGNED_TYPE: dict[str, Callable[[Deployment], V3Request]] = {
+    # a form body signed by its hash, its content-type added after signing: dropping the type in transit would
+    # drop the body's parameters without breaking the signature
+    "type sent unsigned": lambda d: V3Request(LIST, {**v3_signed(d.endpoint, "DescribeCommands", LIST,
+                                                                 body=b"PageSize=10").headers, "content-type": FORM},
+                                              b"PageSize=10"),
+    "no type at all": lambda d: v3_signed(d.endpoint, "DescribeCommands", LIST, body=b"PageSize=10"),
+    "body added to a request signed without one": lambda d: V3Request(
+        LIST, {**v3_signed(d.endpoint, "DescribeCommands", LIST).headers, "content-type": FORM}, b"PageSize=50"),
+}
+
+
+@pytest.mark.parametrize("how", list(V3_UNSIGNED_TYPE))
+def test_v3_body_without_its_content_type_signed_is_refused(deployment: Deployment, how: str) -> None:
+    """A V3 request with a body must list content-type among its signed headers: otherwise 400
+    IncompleteSignature (even when the body's hash matches); the same body with its type signed, as the
+    official SDK signs it, is accepted."""
+    refused(V3_UNSIGNED_TYPE[how](deployment).send(deployment.endpoint), "IncompleteSignature", 400)
+    accepted(v3_signed(deployment.endpoint, "DescribeCommands", LIST, body=b"PageSize=10", content_type=FORM)
+             .send(deployment.endpoint))
 
 
 # ------------------------------------------------------------------------------------------------ missing pieces

@@ -22,7 +22,8 @@ MAX_KEY_ID = 64
 MAX_NONCE = 128
 EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-# Headers every V3 request must carry and list in SignedHeaders (the official example's minimal set).
+# Headers every V3 request must carry and list in SignedHeaders (the official example's minimal set); a request
+# with a body must sign `content-type` too (the SDKs sign every header they set, content-type included).
 V3_REQUIRED_SIGNED_HEADERS: tuple[str, ...] = (
     "host",
     "x-acs-action",
@@ -189,6 +190,10 @@ def _read_v3(
     for required in V3_REQUIRED_SIGNED_HEADERS:
         if required not in names or not headers[required].strip():
             raise _incomplete()
+    if body and "content-type" not in names:
+        # the body is hashed, but its content type decides whether it is read at all (a form body's parameters
+        # are dropped if the type is changed in transit): a body is taken only with its type signed
+        raise _incomplete()
 
     timestamp = parse_timestamp(headers["x-acs-date"].strip())
     nonce = headers["x-acs-signature-nonce"].strip()
