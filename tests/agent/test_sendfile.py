@@ -326,8 +326,8 @@ def test_a_temp_file_left_by_a_crash_is_removed_at_recovery(tmp_path: Path, monk
     state = tmp_path / "state"
     state.mkdir()
 
-    def crash(final: Path, tmp: Path, data: bytes, *args: Any) -> AgentCode:
-        final.parent.mkdir(exist_ok=True)
+    def crash(dir_fd: int, final: Path, tmp_name: str, data: bytes, *args: Any) -> AgentCode:
+        tmp = final.parent / tmp_name
         tmp.write_bytes(data[:2])
         tmp.chmod(0o4755)
         raise SystemExit("the agent is killed mid-write")
@@ -371,3 +371,92 @@ def test_a_timeout_that_is_not_a_number_is_reported_invalid_once(tmp_path: Path)
     ]
     assert "timeout" in puts.items[0][1]["value"]
     assert not (tmp_path / "out" / "app.conf").exists()
+
+
+# ------------------------------------------------------------------------------------------------ symlinked paths
+
+#: Where a planted link sits in the target path `<tmp>/a/b/c`: under the first, a middle or the last component.
+LINK_AT = ["a", "a/b", "a/b/c"]
+
+
+def plant(tmp_path: Path, where: str, *, dangling: bool = False) -> tuple[Path, Path]:
+    """`<tmp>/a/b/c` with the component `where` a symbolic link to a victim directory (one not yet made, when
+    `dangling`); (the target directory, the victim)."""
+    victim = tmp_path / "victim"
+    if not dangling:
+        victim.mkdir()
+    link = tmp_path / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim, target_is_directory=True)
+    return tmp_path / "a" / "b" / "c", victim
+
+
+def written_through(victim: Path) -> list[str]:
+    return sorted(str(p.relative_to(victim)) for p in victim.rglob("*")) if victim.exists() else []
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a directory", "dangling"])
+@pytest.mark.parametrize("where", LINK_AT)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_as_root_a_link_anywhere_in_the_target_path_never_redirects_the_write(
+        tmp_path: Path, where: str, dangling: bool, overwrite: bool) -> None:
+    """Writing as root (no_follow, forced here whoever runs the tests), a symbolic link at any component of the
+    target directory's path, pointing at a directory or at one not yet made, is refused as InvalidFilePath:
+    nothing is written or made through it, and nothing is left behind."""
+    target_dir, victim = plant(tmp_path, where, dangling=dangling)
+    assert write_file(order(target_dir, overwrite=overwrite), no_follow=True) is A.INVALID_FILE_PATH
+    assert written_through(victim) == []
+    assert not victim.exists() or not dangling
+
+
+def test_a_link_planted_while_the_path_is_being_made_is_refused(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A race: the directory the writer has just made is swapped for a link before the writer opens it. The
+    open refuses the link (O_NOFOLLOW), so the write does not go through it."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    real_mkdir = os.mkdir
+
+    def swapped(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if path == "b":
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(victim, path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", swapped)
+    result = write_file(order(tmp_path / "a" / "b" / "c"), no_follow=True)
+    assert result in (A.INVALID_FILE_PATH, A.CREATE_DIR_FAILED)
+    assert written_through(victim) == []
+
+
+@pytest.mark.parametrize(("euid", "followed"), [(0, False), (1000, True)], ids=["root", "a normal user"])
+def test_links_are_refused_by_default_only_when_running_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                euid: int, followed: bool) -> None:
+    """By default the rule applies to root only: a normal user's agent writes only where that user may, so
+    it follows a link in the path as any of that user's programs would."""
+    target_dir, victim = plant(tmp_path, "a/b")
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    expected = A.SUCCESS if followed else A.INVALID_FILE_PATH
+    assert write_file(order(target_dir, owner="", group="")) is expected
+    assert written_through(victim) == (["c", "c/app.conf"] if followed else [])
+
+
+def test_without_links_the_path_is_made_and_written_as_root(tmp_path: Path) -> None:
+    """The same walk (no_follow) makes missing directories and writes the file when the path has no link."""
+    target_dir = tmp_path / "x" / "y" / "z"
+    assert write_file(order(target_dir, mode="0640"), no_follow=True) is A.SUCCESS
+    assert (target_dir / "app.conf").read_bytes() == b"x=1\n"
+    assert stat.S_IMODE((target_dir / "app.conf").stat().st_mode) == 0o640
+    assert leftovers(target_dir) == []
+
+
+def test_a_link_in_place_of_the_file_is_never_written_through(tmp_path: Path) -> None:
+    """The file's own name being a link: without overwrite it is FileExist and the link's target is untouched;
+    with overwrite the link is replaced."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"keep")
+    (tmp_path / "app.conf").symlink_to(elsewhere)
+    assert write_file(order(tmp_path), no_follow=True) is A.FILE_ALREADY_EXIST
+    assert write_file(order(tmp_path, overwrite=True), no_follow=True) is A.SUCCESS
+    assert elsewhere.read_bytes() == b"keep"
+    assert not (tmp_path / "app.conf").is_symlink()

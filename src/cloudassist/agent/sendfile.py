@@ -28,13 +28,13 @@ import logging
 import os
 import pwd
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudassist.agent.identity import fsync_dir
 from cloudassist.agent.journal import Journal
 from cloudassist.domain.files import INVALID_PARAM, AgentCode
 
@@ -145,8 +145,68 @@ def _ids(owner: str, group: str) -> tuple[int, int] | AgentCode:
     return uid, gid
 
 
-def write_file(order: FileOrder) -> AgentCode:
-    """Write the file the order describes; the official agent's result code."""
+class _Refused(Exception):
+    def __init__(self, code: AgentCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+def open_directory(directory: Path, *, no_follow: bool, task_id: str = "") -> int:
+    """A descriptor of `directory` (absolute), opened one component at a time from `/`, each relative to the
+    one before (openat), missing ones made on the way (mkdirat). With `no_follow`, no component may be a
+    symbolic link (O_NOFOLLOW): a link anywhere in the path, planted before or during the walk, refuses the
+    write (InvalidFilePath) instead of redirecting it. Raises _Refused with the result code."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if no_follow else 0)
+    fd = os.open("/", flags)
+    parts = directory.parts[1:]
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # made meanwhile: opened below, under the same rule
+                    os.mkdir(part, 0o777, dir_fd=fd)  # (umask applies, as for mkdir -p)
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:  # (a component made but swapped for a link meanwhile fails above: refused too)
+                if no_follow and _is_link(fd, part):
+                    log.warning("file task %s: %s has a symbolic link at %s; refused", task_id, directory, part)
+                    raise _Refused(A.INVALID_FILE_PATH) from None
+                if isinstance(exc, NotADirectoryError):  # a file in the way: at the end, the path is wrong
+                    raise _Refused(A.INVALID_FILE_PATH if last else A.CREATE_DIR_FAILED) from None
+                raise
+            os.close(fd)
+            fd = child
+    except _Refused:
+        os.close(fd)
+        raise
+    except OSError as exc:
+        os.close(fd)
+        log.warning("file task %s: cannot open or create %s: %s", task_id, directory, exc)
+        raise _Refused(A.CREATE_DIR_FAILED) from None
+    return fd
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def write_file(order: FileOrder, *, no_follow: bool | None = None) -> AgentCode:
+    """Write the file the order describes; the official agent's result code.
+
+    `no_follow` (by default: when running as root) refuses a symbolic link anywhere in the target directory's
+    path (InvalidFilePath): a root-owned write never goes through a link someone else may have planted. The
+    file itself is never written through a link either way (a link in its place is replaced, with `overwrite`)."""
     name = order.name
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         return A.INVALID_FILE_PATH
@@ -155,13 +215,6 @@ def write_file(order: FileOrder) -> AgentCode:
     directory = Path(order.destination or DEFAULT_DIR)
     if not directory.is_absolute() or "\x00" in str(directory):
         return A.INVALID_FILE_PATH
-    if os.path.lexists(directory) and not directory.is_dir():
-        return A.INVALID_FILE_PATH
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log.warning("file task %s: cannot create %s: %s", order.task_id, directory, exc)
-        return A.CREATE_DIR_FAILED
     try:
         data = base64.b64decode(order.content, validate=True)
     except (binascii.Error, ValueError):
@@ -176,22 +229,36 @@ def write_file(order: FileOrder) -> AgentCode:
     ids = _ids(order.owner, order.group)
     if isinstance(ids, AgentCode):
         return ids
-    target = directory / name
-    if os.path.lexists(target) and not order.overwrite:
-        return A.FILE_ALREADY_EXIST
-    if target.is_dir() and not target.is_symlink():
-        return A.FILE_CREATE_FAIL
     tmp = temp_path(order)
     assert tmp is not None  # the name and the directory were checked above
-    return _write(target, tmp, data, mode, ids, order.overwrite)
-
-
-def _write(target: Path, tmp: Path, data: bytes, mode: int, ids: tuple[int, int], overwrite: bool) -> AgentCode:
-    discard_temp(tmp)  # a leftover of an earlier attempt
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode)
+        dir_fd = open_directory(directory, no_follow=os.geteuid() == 0 if no_follow is None else no_follow,
+                                task_id=order.task_id)
+    except _Refused as refused:
+        return refused.code
+    try:
+        existing = _lstat(dir_fd, name)
+        if existing is not None and not order.overwrite:
+            return A.FILE_ALREADY_EXIST
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            return A.FILE_CREATE_FAIL
+        return _write(dir_fd, directory / name, tmp.name, data, mode, ids, order.overwrite)
+    finally:
+        os.close(dir_fd)
+
+
+def _write(dir_fd: int, target: Path, tmp: str, data: bytes, mode: int, ids: tuple[int, int],
+           overwrite: bool) -> AgentCode:
+    """Write `data` to `tmp` and move it to `target`'s name, every name relative to the directory `dir_fd`."""
+    name = target.name
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)  # a leftover of an earlier attempt
+        log.info("removed %s, left by a write cut short", target.parent / tmp)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode,
+                     dir_fd=dir_fd)
     except OSError as exc:
-        log.warning("cannot create %s: %s", tmp, exc)
+        log.warning("cannot create %s: %s", target.parent / tmp, exc)
         return A.FILE_CREATE_FAIL
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -213,10 +280,10 @@ def _write(target: Path, tmp: Path, data: bytes, mode: int, ids: tuple[int, int]
                 return A.CHMOD_ERROR
             os.fsync(handle.fileno())
         if overwrite:
-            os.replace(tmp, target)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # a link in the way is replaced
         else:
-            try:
-                os.link(tmp, target)  # fails if the name was taken since we looked
+            try:  # fails if the name was taken since we looked
+                os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
             except FileExistsError:
                 return A.FILE_ALREADY_EXIST
     except OSError as exc:
@@ -224,9 +291,9 @@ def _write(target: Path, tmp: Path, data: bytes, mode: int, ids: tuple[int, int]
         return A.FILE_CREATE_FAIL
     finally:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dir_fd)
     with contextlib.suppress(OSError):
-        fsync_dir(target.parent)
+        os.fsync(dir_fd)
     return A.SUCCESS
 
 
