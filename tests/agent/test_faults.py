@@ -20,6 +20,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import socket
 import ssl
 import subprocess
@@ -477,3 +478,31 @@ async def test_a_task_list_of_garbage_is_skipped_entry_by_entry(tmp_path: Path) 
                    "stop": [None, {"task": "x"}], "file": [{"task": []}, 7]})
     assert set(made._runs) == {("t-good", 1)}
     await asyncio.gather(*(r.future for r in made._runs.values() if r.future), return_exceptions=True)
+
+
+def test_a_restarted_agent_that_lost_its_journal_is_not_handed_its_running_task_again(
+        server: LiveServer, agent: FaultyAgent, tmp_path: Path) -> None:
+    """Issue 8, point 7, with our agent: it is SIGKILLed while a one-time task runs and restarts with its
+    journal gone (what the official agent's missing script file is to it): the server does not list the
+    task again, so it is not run a second time, not even after the agent fetched and ran another task."""
+    runs, pid = tmp_path / "runs", tmp_path / "pid"
+    agent.start()
+    wait_for(agent.connected, 30, "the agent to connect")
+    invoke_id = run_command(server, agent.instance_id, f"echo run >> {runs}; echo $$ > {pid}; exec sleep 30",
+                            Timeout="600")
+    wait_for(lambda: result(server, invoke_id)["InvocationStatus"] == "Running" and pid.exists(), 20)
+    assert agent.process is not None
+    agent.process.kill()
+    agent.process.wait()
+    for entry in (agent.state_dir / "journal").iterdir():
+        entry.unlink()
+    agent.start()
+    wait_for(agent.connected, 30, "the restarted agent to connect")
+    after = final_result(server, run_command(server, agent.instance_id, "echo after"), 30)
+    assert (after["InvocationStatus"], after["Output"]) == ("Success", "after\n")
+    time.sleep(1)
+    assert _lines(runs) == ["run"]
+    assert result(server, invoke_id)["InvocationStatus"] == "Running"
+    agent.finish()
+    with _quiet():
+        os.kill(int(pid.read_text()), signal.SIGKILL)  # the first run, which nothing tracks any more
