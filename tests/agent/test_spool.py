@@ -132,7 +132,7 @@ async def test_sender_keeps_each_report_until_acknowledged_and_keeps_order(tmp_p
         assert server.attempts == 6
         assert len(spool) == 0
 
-        server.failures = [ServerError(400, None, "bad request")]
+        server.failures = [ServerError(400, 400, "bad request", "InvalidParameter")]
         spool.put("finish", _query(3), b"", final=True)
         spool.put("finish", _query(4), b"", final=True)
         sender.notify()
@@ -168,9 +168,13 @@ async def test_retry_now_cuts_a_long_back_off_short(tmp_path: Path) -> None:
         task.cancel()
 
 
-@pytest.mark.parametrize("status", [401, 403, 408, 429, 500, 502])
+@pytest.mark.parametrize("status", [401, 403, 407, 408, 409, 423, 425, 429, 499, 500, 502])
 def test_only_definite_refusals_are_permanent(status: int) -> None:
-    """Auth, throttling and server errors are retried; other 4xx answers are not."""
-    assert not ServerError(status, status, "").permanent
-    assert ServerError(400, 400, "").permanent
-    assert ServerError(404, 404, "").permanent
+    """Auth, conflicts, throttling and server errors are retried; other 4xx answers are not, when they are the
+    server's own error document (with an errCode): a bare 4xx (a proxy's page) is retried too."""
+    assert not ServerError(status, status, "", "Whatever").permanent
+    assert ServerError(400, 400, "", "InvalidParameter").permanent
+    assert ServerError(413, 413, "", "RequestTooLarge").permanent
+    assert ServerError(404, 404, "", "NotFound").permanent
+    assert not ServerError(400, None, "<html>400 Bad Request</html>").permanent
+    assert not ServerError(404, None, "not found").permanent

@@ -9,7 +9,7 @@ from cloudassist.domain.invocations import RepeatMode, TerminationMode
 from cloudassist.domain.statuses import ErrorCode, InvocationStatus
 from cloudassist.services.commands import CommandSpec
 from cloudassist.services.context import Context
-from cloudassist.services.delivery import DeliveryService, Report
+from cloudassist.services.delivery import RELIST_SECONDS, DeliveryService, Report
 from cloudassist.services.instances import InstanceService
 from cloudassist.services.invocations import InvocationService, RunOptions, Targets
 from cloudassist.testing import FixedClock, default_scope, register_instance
@@ -116,3 +116,40 @@ async def test_reports_after_the_end_change_nothing(ctx: Context, clock: FixedCl
     assert result is not None
     assert (result.status, result.exit_code, result.output, result.repeats) == (InvocationStatus.SUCCESS, 0,
                                                                                 b"a\nb\n", 1)
+
+
+async def test_a_one_time_task_reported_started_is_never_listed_again(ctx: Context, clock: FixedClock) -> None:
+    """Issue 8, point 7: once its agent reports it running, a one-time task is listed to no agent again: not on
+    a kick, not to the same agent restarted (`startup`, warm or cold), not when asked for by its id."""
+    instance, invoke_id = await _run(ctx)
+    delivery = DeliveryService(ctx)
+    assert [o.result.invoke_id for o in (await delivery.fetch(instance)).run] == [invoke_id]
+    await delivery.report(instance, Report("running", invoke_id, start=clock.now()))
+    clock.advance(seconds=45)
+    for listing in (await delivery.fetch(instance), await delivery.fetch(instance, startup=True),
+                    await delivery.fetch(instance, startup=True, cold_start=True),
+                    await delivery.fetch(instance, invoke_id)):
+        assert listing.run == []
+    assert await delivery.waiting(instance) == set()
+    assert await _state(ctx, invoke_id, instance) == (InvocationStatus.RUNNING, ErrorCode.NONE)
+
+
+async def test_a_listed_task_its_agent_did_not_start_is_listed_again_and_worth_a_kick(ctx: Context,
+                                                                                     clock: FixedClock) -> None:
+    """Issue 8, point 6: being listed is not being started. A task listed to an agent that could not take it
+    (its disk was full) stays Pending; after RELIST_SECONDS its instance is worth a kick again (heart-beat
+    `newTasks`, the delivery loop), and the next fetch lists it again; that listing is the new mark."""
+    instance, invoke_id = await _run(ctx)
+    delivery = DeliveryService(ctx)
+    assert [o.result.invoke_id for o in (await delivery.fetch(instance)).run] == [invoke_id]
+    assert await delivery.waiting(instance) == set()
+    clock.advance(seconds=RELIST_SECONDS + 1)
+    await InstanceService(ctx).heartbeat(instance, clock.now())
+    assert await delivery.waiting(instance) == {instance}
+    assert instance in await delivery.waiting()
+    assert [o.result.invoke_id for o in (await delivery.fetch(instance)).run] == [invoke_id]
+    assert await delivery.waiting(instance) == set()
+    assert await delivery.sweep() == 0
+    await delivery.report(instance, Report("running", invoke_id, start=clock.now()))
+    await delivery.report(instance, Report("finish", invoke_id, exit_code=0, output=b"once\n"))
+    assert await _state(ctx, invoke_id, instance) == (InvocationStatus.SUCCESS, ErrorCode.NONE)

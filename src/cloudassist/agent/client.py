@@ -67,18 +67,27 @@ _ARCH = {
 _PROCESS_START = time.monotonic()
 
 
-class ServerError(Exception):
-    """The server answered, and not with success: an HTTP error status or a body whose `code` is not 200."""
+#: 4xx statuses that a later try may not get: authentication (a clock or key being fixed), a proxy's, a
+#: timeout, a conflict or lock, throttling, a request the server saw cut short.
+RETRIED_4XX = frozenset({401, 403, 407, 408, 409, 423, 425, 429, 499})
 
-    def __init__(self, status: int, code: object, message: str) -> None:
-        super().__init__(f"HTTP {status}, code {code!r}: {message[:300]}")
+
+class ServerError(Exception):
+    """The server answered, and not with success: an HTTP error status or a body whose `code` is not 200.
+    `err_code` is the `errCode` of the agent face's error document, "" when the body was not one."""
+
+    def __init__(self, status: int, code: object, message: str, err_code: str = "") -> None:
+        super().__init__(f"HTTP {status}, code {code!r}{f', {err_code}' if err_code else ''}: {message[:300]}")
         self.status = status
         self.code = code
+        self.err_code = err_code
 
     @property
     def permanent(self) -> bool:
-        """True when sending the same request again cannot succeed (a 4xx other than auth and throttling)."""
-        return 400 <= self.status < 500 and self.status not in (401, 403, 408, 409, 425, 429)
+        """True when sending the same request again cannot succeed: the server itself refused it with a 4xx
+        (its error document, with an `errCode`) that is not about authentication, conflicts or throttling. A
+        4xx without that document (a proxy, a load balancer, a server being replaced) is not trusted."""
+        return 400 <= self.status < 500 and self.status not in RETRIED_4XX and bool(self.err_code)
 
 
 def ms(seconds: float) -> str:
@@ -276,8 +285,11 @@ def _checked(response: Response) -> dict[str, Any]:
     except ValueError:
         data = None
     if response.status // 100 != 2:
-        message = data.get("errMsg", "") if isinstance(data, dict) else response.text
-        raise ServerError(response.status, data.get("code") if isinstance(data, dict) else None, str(message))
+        if isinstance(data, dict):
+            err_code = data.get("errCode")
+            raise ServerError(response.status, data.get("code"), str(data.get("errMsg", "")),
+                              err_code if isinstance(err_code, str) else "")
+        raise ServerError(response.status, None, response.text)
     if not isinstance(data, dict) or data.get("code") != 200:
         raise ServerError(response.status, data.get("code") if isinstance(data, dict) else None, response.text)
     return data

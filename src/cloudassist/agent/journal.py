@@ -8,6 +8,9 @@ agent that restarted cannot tell "new" from "already ran" by memory. The journal
     started   written (and fsynced) BEFORE the process is spawned; the pid and its start time follow
     done      the final report is safely in the spool
 
+A write that fails (a full disk) raises OSError and leaves the entry as it was: a run whose `accept` or
+`start` could not be written never starts, and is taken again (`claim`) when the server lists it again.
+
 At startup, `started` entries are runs that the previous agent process never finished: the agent reports
 them as ExecutionInterrupted (never running them again). `accepted` entries never started, so nothing ran
 and they may be forgotten (`forget_unstarted`): if the server still wants them it sends them again.
@@ -129,6 +132,15 @@ class Journal:
             tmp.unlink(missing_ok=True)
         fsync_dir(self.directory)
         return True
+
+    def claim(self, task_id: str, invoke_version: int) -> bool:
+        """`accept`, or True for a run accepted before that never started (its `start` failed: the disk was
+        full): nothing of it ran, so it may run now. The caller makes sure it is not waiting in this process
+        already (entries of earlier processes are forgotten at startup)."""
+        if self.accept(task_id, invoke_version):
+            return True
+        entry = self.get(task_id, invoke_version)
+        return entry is not None and entry.state == "accepted"
 
     def get(self, task_id: str, invoke_version: int) -> Entry | None:
         """The entry of this run, or None (never accepted, pruned, or unreadable)."""

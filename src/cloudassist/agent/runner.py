@@ -182,6 +182,46 @@ def _reported(entry: Entry, finals: list[Item]) -> bool:
     return False
 
 
+#: The state directory's subdirectories the agent writes (besides the directory itself: its lock).
+STATE_SUBDIRS = ("journal", "schedules", "spool")
+
+
+def unwritable(state_dir: Path) -> str | None:
+    """Why the agent cannot write its state directory (read-only, not ours, full), or None if it can: a small
+    file is written, synced and removed in it and each subdirectory (made if missing)."""
+    for directory in (state_dir, *(state_dir / sub for sub in STATE_SUBDIRS)):
+        probe = directory / f".probe-{os.getpid()}.tmp"  # a crash's leftover is removed as a partial write
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, b"probe")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            return f"{directory}: {exc.strerror or exc}"
+    return None
+
+
+def _entries(reply: dict[str, Any], key: str) -> list[Any]:
+    """The `key` list of a task list reply ([] if absent; logged and [] if it is not a list)."""
+    found = reply.get(key)
+    if found is None:
+        return []
+    if not isinstance(found, list):
+        log.error("task list: %r is not a list (%.300r); ignored", key, found)
+        return []
+    return found
+
+
+def _task_id(entry: object) -> str:
+    """An entry's taskID, for a log line."""
+    task = entry.get("task") if isinstance(entry, dict) else None
+    return str(task.get("taskID", "?")) if isinstance(task, dict) else "?"
+
+
 class AgentBusy(Exception):
     """Another agent process holds this state directory."""
 
@@ -221,6 +261,9 @@ class Agent:
         self._stop = asyncio.Event()
         self._fetch = asyncio.Event()
         self._fetch_task: str | None = None
+        self._refetch: asyncio.TimerHandle | None = None
+        self._undone: list[tuple[Journal, Key, str, float]] = []  #: done marks to write when the disk lets us
+        self._journal_backoff = Backoff(2.0, 60.0)
         self._skipped = Recent()
         self._stops_sent = Recent()
         self._last_activity = 0.0
@@ -378,8 +421,9 @@ class Agent:
         shell that asyncio is about to wait for is never taken from it."""
         seen: set[int] = set()
         while True:
-            busy = self._runs or seen or time.monotonic() - self._last_activity < 60
+            busy = self._runs or seen or self._undone or time.monotonic() - self._last_activity < 60
             await asyncio.sleep(REAP_SECONDS if busy else IDLE_REAP_SECONDS)
+            self._retry_undone()
             me = os.getpid()
             try:
                 zombies = {p.pid for p in proctree.table().values() if p.ppid == me and p.state == "Z"}
@@ -390,25 +434,30 @@ class Agent:
             seen = zombies
 
     def dispatch(self, reply: dict[str, Any]) -> None:
-        """Act on a task list: its stop entries first, then its run entries."""
-        for entry in reply.get("stop") or []:
+        """Act on a task list: its stop entries first, then its run entries. A list that is not a list, or
+        an entry that cannot be read, is logged and skipped; the entries after it are still taken."""
+        for entry in _entries(reply, "stop"):
             try:
                 task = entry["task"]
                 self._stop_task(str(task["taskID"]), int(task.get("invokeVersion", 1)))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.error("malformed stop entry (%s): %.300r", exc, entry)
-        for entry in reply.get("file") or []:  # SendFile: written here and now, at most once (agent/sendfile.py)
+        for entry in _entries(reply, "file"):  # SendFile: written here and now, at most once (agent/sendfile.py)
             from cloudassist.agent import sendfile  # loaded with the first file task
 
             try:
                 sendfile.handle(entry, self.journal, self._put)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.error("malformed file entry (%s): %.300r", exc, entry)
-        for entry in reply.get("run") or []:
+            except OSError as exc:  # the journal cannot be written: not taken; listed again later
+                self._unjournaled(_task_id(entry), exc)
+        for entry in _entries(reply, "run"):
             try:
                 self._accept(RunOrder.parse(entry))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.error("malformed run entry (%s): %.300r", exc, entry)
+            except OSError as exc:
+                self._unjournaled(_task_id(entry), exc)
 
     def _accept(self, order: RunOrder) -> None:
         key = order.key
@@ -427,7 +476,7 @@ class Agent:
             self._skipped.add(key)
             log.warning("task %s: repeat mode %s is not supported; not run", key[0], order.repeat)
             return
-        elif not self.journal.accept(*key):
+        elif not self.journal.claim(*key):
             return  # ran, or was reported, already: never twice
         try:
             content = order.content()
@@ -437,6 +486,44 @@ class Agent:
         run = self._new_run(order, content, journal)
         self._start(run)
         log.info("task %s (v%d) accepted", *key)
+
+    def _unjournaled(self, task_id: str, exc: OSError) -> None:
+        """A task whose journal entry could not be written: it does not start (nor is it reported: the server
+        keeps it Pending and lists it again); the task list is fetched again after a back-off."""
+        log.warning("task %s: cannot journal it (%s); not started, the task list is fetched again later", task_id, exc)
+        self._refetch_later()
+
+    def _refetch_later(self) -> None:
+        """Fetch the task list again after the journal back-off (2 s doubling to 60 s), once per wait."""
+        if self._refetch is not None:
+            return
+        delay = self._journal_backoff.next()
+
+        def fetch() -> None:
+            self._refetch = None
+            self.request_fetch()
+
+        self._refetch = asyncio.get_running_loop().call_later(delay, fetch)
+
+    def _mark_done(self, journal: Journal, key: Key, outcome: str, ended_at: float | None = None) -> None:
+        """Journal a run done; a failed write is logged and left: its final report is spooled (or held in
+        memory), and the `started` entry a restart finds is matched to that report or reported interrupted."""
+        ended = ended_at if ended_at is not None else time.time()
+        try:
+            journal.done(*key, outcome, ended)
+        except OSError as exc:
+            log.error("task %s (v%d): cannot journal it done (%s); tried again later", key[0], key[1], exc)
+            self._undone.append((journal, key, outcome, ended))
+
+    def _retry_undone(self) -> None:
+        """Journal the runs done whose marks could not be written, oldest first, while writes succeed."""
+        while self._undone:
+            journal, key, outcome, ended = self._undone[0]
+            try:
+                journal.done(*key, outcome, ended)
+            except OSError:
+                return
+            self._undone.pop(0)
 
     def _start(self, run: Run) -> None:
         """Register `run` and start its `_execute` task."""
@@ -533,7 +620,7 @@ class Agent:
     def _invalid_schedule(self, key: Key, code: str) -> None:
         query = {"taskId": key[0], "invokeVersion": str(key[1]), "param": "cron", "value": code}
         self._put("invalid", query, b"", final=True)
-        self.schedule_journal.done(*key, "invalid")
+        self._mark_done(self.schedule_journal, key, "invalid")
 
     async def _fire(self, schedule: Schedule, tick: float) -> None:
         """One tick of a schedule: run the task and wait for its end (its reports are spooled)."""
@@ -561,7 +648,7 @@ class Agent:
             query["start"] = ms(schedule.last_start)
         query.update({k: str(v) for k, v in extra.items()}, result="completed")
         self._put("stopped", query, b"", final=True)
-        self.schedule_journal.done(*schedule.key, "completed")
+        self._mark_done(self.schedule_journal, schedule.key, "completed")
         self._scheduled.pop(schedule.key, None)
         self._contents.pop(schedule.key, None)
         log.info("task %s (v%d): no next run; schedule completed", *schedule.key)
@@ -576,12 +663,12 @@ class Agent:
     ) -> None:
         query = {"taskId": key[0], "invokeVersion": str(key[1]), "errCode": code, "errDesc": truncate(desc)}
         self._put("error", query, b"", final=True)
-        (journal or self.journal).done(*key, outcome)
+        self._mark_done(journal or self.journal, key, outcome)
 
     def _cancelled(self, run: Run) -> None:
         """A run stopped by the server before it started: `stopped` without a start (the server: Cancelled)."""
         self._put("stopped", run.query(end=ms(time.time()), exitcode=0, dropped=0, result="killed"), b"", final=True)
-        self._journal(run).done(run.task_id, run.version, "stopped")
+        self._mark_done(self._journal(run), (run.task_id, run.version), "stopped")
 
     async def _execute(self, run: Run) -> None:
         run.began = True
@@ -591,7 +678,13 @@ class Agent:
                 if run.stop_requested:
                     self._cancelled(run)
                     return
-                self._journal(run).start(*key, time.time())  # durable BEFORE the process exists
+                try:
+                    self._journal(run).start(*key, time.time())  # durable BEFORE the process exists
+                except OSError as exc:
+                    self._unjournaled(run.task_id, exc)  # nothing ran: it stays `accepted`, to be claimed again
+                    return
+                self._journal_backoff.reset()
+                self._retry_undone()  # the disk takes writes again
                 run.execution = Execution(run.spec, run.buffer)
                 outcome = await self._stream(run, asyncio.ensure_future(run.execution.run()))
                 self._report(run, outcome)
@@ -619,7 +712,10 @@ class Agent:
         if pid is not None:
             info = proctree.stat(pid)
             marker = run.execution.marker if run.execution is not None else ""
-            self._journal(run).set_process(run.task_id, run.version, pid, info.starttime if info else None, marker)
+            try:
+                self._journal(run).set_process(run.task_id, run.version, pid, info.starttime if info else None, marker)
+            except OSError as exc:  # the run goes on; after a crash its leftovers are not recognised by pid
+                log.error("task %s: cannot journal its process (%s)", run.task_id, exc)
         self._put("running", run.query(outputOffset=0, **run.clock(when)), b"", final=False)
 
     def _chunk(self, run: Run, data: bytes) -> None:
@@ -674,7 +770,7 @@ class Agent:
         run.end = outcome.ended_at
         query = run.query(end=ms(outcome.ended_at), outputOffset=run.sent, **extra, **run.clock(outcome.ended_at))
         self._put(kind, query, outcome.output, final=True)
-        self._journal(run).done(run.task_id, run.version, kind, outcome.ended_at)
+        self._mark_done(self._journal(run), (run.task_id, run.version), kind, outcome.ended_at)
         log.info("task %s (v%d) ended: %s, exit code %d", run.task_id, run.version, kind, outcome.exit_code)
 
     def _stop_task(self, task_id: str, version: int) -> None:
@@ -694,7 +790,7 @@ class Agent:
             end = schedule.last_end if schedule.last_end is not None else time.time()
             query.update(end=ms(end), exitcode="0", dropped="0", result="killed")
             self._put("stopped", query, b"", final=True)
-            self.schedule_journal.done(*schedule.key, "stopped")
+            self._mark_done(self.schedule_journal, schedule.key, "stopped")
             log.info("task %s (v%d): schedule stopped", *schedule.key)
             return
         if run is not None:
@@ -707,8 +803,11 @@ class Agent:
         if (task_id, version) in self._stops_sent:
             return
         self._stops_sent.add((task_id, version))
-        if self.journal.accept(task_id, version):  # never seen here: it must not start later either
-            self.journal.done(task_id, version, "stopped")
+        try:
+            if self.journal.accept(task_id, version):  # never seen here: it must not start later either
+                self.journal.done(task_id, version, "stopped")
+        except OSError as exc:  # the server stops listing it in `run` once it hears `stopped`
+            log.error("task %s (v%d): cannot journal its stop (%s)", task_id, version, exc)
         self._put(
             "stopped",
             {

@@ -322,7 +322,7 @@ def report(order: FileOrder, code: AgentCode) -> tuple[str, dict[str, str]]:
 def handle(entry: Mapping[str, Any], journal: Journal, put: Put) -> AgentCode | None:
     """Write one `file` entry and spool its report, at most once per task (None: done before)."""
     order = FileOrder.parse(entry)
-    if not journal.accept(order.task_id, JOURNAL_VERSION):
+    if not journal.claim(order.task_id, JOURNAL_VERSION):
         return None
     if order.malformed:  # once: the journal keeps it from being reported again while it stays listed
         log.warning("file task %s: unreadable %s; reported invalid", order.task_id, order.malformed)

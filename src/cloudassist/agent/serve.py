@@ -12,15 +12,18 @@ click.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cloudassist.agent import identity as ident
-from cloudassist.agent.runner import Agent, AgentBusy
+from cloudassist.agent.runner import Agent, AgentBusy, unwritable
 from cloudassist.agent.transport import limit_tls_read_buffer
 
 STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
@@ -33,8 +36,40 @@ class Refused(Exception):
     """The agent cannot run here: not registered, an unusable identity, or another agent on the state directory."""
 
 
-async def _serve(agent: Agent) -> None:
+#: While the state directory cannot be written: seconds between checks, and between log lines saying so.
+WRITABLE_CHECK_SECONDS = 10.0
+WRITABLE_LOG_SECONDS = 600.0
+
+
+async def _writable(state_dir: Path, stop: asyncio.Event) -> bool:
+    """Wait until the agent can write its state directory (it journals every task before running it): say why
+    not, once at first and then every WRITABLE_LOG_SECONDS, rather than exiting into a restart loop. False if
+    asked to stop meanwhile."""
+    logged = -math.inf
+    while (problem := unwritable(state_dir)) is not None:
+        now = time.monotonic()
+        if now - logged >= WRITABLE_LOG_SECONDS:
+            logging.getLogger("cloudassist.agent").error(
+                "state directory %s cannot be written (%s): no task can be journaled, so none is taken; "
+                "checking again every %.0f s", state_dir, problem, WRITABLE_CHECK_SECONDS)
+            logged = now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WRITABLE_CHECK_SECONDS)
+        if stop.is_set():
+            return False
+    if logged > -math.inf:
+        logging.getLogger("cloudassist.agent").info("state directory %s can be written again; starting", state_dir)
+    return True
+
+
+async def _serve(identity: ident.Identity, state_dir: Path, max_concurrent: int) -> None:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if not await _writable(state_dir, stop):
+        return
+    agent = Agent(identity, state_dir, max_concurrent=max_concurrent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_stop)
     await agent.run()
@@ -51,7 +86,7 @@ def run(state_dir: Path, log_level: str = "info", max_concurrent: int = DEFAULT_
     )
     limit_tls_read_buffer()
     try:
-        asyncio.run(_serve(Agent(identity, state_dir, max_concurrent=max_concurrent)))
+        asyncio.run(_serve(identity, state_dir, max_concurrent))
     except AgentBusy as exc:
         raise Refused(str(exc)) from None
 

@@ -15,6 +15,16 @@ execution that has ended.
 Disk use is bounded by `max_files` (10,000): when full, new running chunks are dropped (and counted, so
 the final report can add them to `dropped`); a final report pushes out the oldest running chunk
 instead, and is never dropped itself.
+
+A write that fails (the disk is full, the directory read-only) drops a running chunk the same way; a final
+report is then kept in memory, in its place in the order, written to disk as soon as a write succeeds and
+sent meanwhile like the others (only an agent crash before either loses it; the journal then reports the
+run ExecutionInterrupted).
+
+A report the server refuses for good (`ServerError.permanent`: our server's own 4xx answer, not an auth,
+conflict or throttling one) would block every report behind it forever: it is moved to `dead-letter/` in
+the state directory with the server's answer, logged, and the reports behind it go on. 5xx answers,
+network errors and anything unreadable are retried with back-off.
 """
 
 from __future__ import annotations
@@ -23,8 +33,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +46,9 @@ from cloudassist.agent.identity import fsync_dir, write_atomic
 
 log = logging.getLogger("cloudassist.agent.spool")
 MAX_FILES = 10_000
+#: The directory, beside the spool, of reports the server refused for good; and how many are kept there.
+DEAD_LETTER = "dead-letter"
+MAX_DEAD_LETTERS = 1000
 _NAME = re.compile(r"^(\d{12})-(final|chunk)\.rep$")
 
 Send = Callable[[str, Mapping[str, str], bytes], Awaitable[None]]
@@ -50,6 +65,12 @@ class Item:
     final: bool
 
 
+def _encode(item: Item) -> bytes:
+    """A spool file: a JSON header line, then the body."""
+    header = json.dumps({"kind": item.kind, "query": item.query, "final": item.final}, sort_keys=True).encode()
+    return header + b"\n" + item.body
+
+
 class Spool:
     """The reports waiting in `directory` (created 0700). Used from one thread (the agent's event loop)."""
 
@@ -59,6 +80,7 @@ class Spool:
         self.dropped_chunks = 0
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._index: dict[int, bool] = {}  # seq -> final, in seq order
+        self._held: dict[int, Item] = {}  # final reports that could not be written yet (kept in memory)
         for path in sorted(directory.iterdir()):
             if match := _NAME.match(path.name):
                 self._index[int(match.group(1))] = match.group(2) == "final"
@@ -91,16 +113,45 @@ class Spool:
                 self.dropped_chunks += 1
         seq = self._next
         self._next += 1
-        header = json.dumps({"kind": kind, "query": dict(query), "final": final}, sort_keys=True).encode()
-        path = self._path(seq, final)
-        write_atomic(path, header + b"\n" + body, mode=0o600)  # its temp file matches ".*.tmp"
+        try:
+            self._write(Item(seq, kind, dict(query), body, final))
+        except OSError as exc:
+            if not final:
+                self.dropped_chunks += 1
+                log.warning("cannot spool a running report of %s (%s); dropped", query.get("taskId"), exc)
+                return None
+            log.error("cannot spool the final report of %s (%s); kept in memory until it can be written",
+                      query.get("taskId"), exc)
+            self._held[seq] = Item(seq, kind, dict(query), body, final)
         self._index[seq] = final
         return seq
 
+    def _write(self, item: Item) -> None:
+        write_atomic(self._path(item.seq, item.final), _encode(item), mode=0o600)  # its temp file matches ".*.tmp"
+
+    def _persist_held(self) -> None:
+        """Write the reports kept in memory, oldest first, while writes succeed."""
+        for seq, item in list(self._held.items()):
+            try:
+                self._write(item)
+            except OSError:
+                return
+            del self._held[seq]
+            log.info("final report %d of %s is on disk now", seq, item.query.get("taskId"))
+
+    @property
+    def held(self) -> int:
+        """Final reports kept in memory only (their writes failed)."""
+        return len(self._held)
+
     def peek(self) -> Item | None:
         """The oldest report, or None when empty. An unreadable file is logged and removed."""
+        if self._held:
+            self._persist_held()
         while self._index:
             seq, final = next(iter(self._index.items()))
+            if seq in self._held:
+                return self._held[seq]
             try:
                 raw = self._path(seq, final).read_bytes()
                 header, _, body = raw.partition(b"\n")
@@ -121,6 +172,9 @@ class Spool:
         """Every report, oldest first (for inspection; the sender uses peek/remove)."""
         found = []
         for seq, final in list(self._index.items()):
+            if seq in self._held:
+                found.append(self._held[seq])
+                continue
             with contextlib.suppress(OSError, ValueError, KeyError):
                 header, _, body = self._path(seq, final).read_bytes().partition(b"\n")
                 meta = json.loads(header)
@@ -132,8 +186,40 @@ class Spool:
         final = self._index.pop(seq, None)
         if final is None:
             return
+        if self._held.pop(seq, None) is not None:
+            return
         self._path(seq, final).unlink(missing_ok=True)
         fsync_dir(self.directory)
+
+    def dead_letter(self, item: Item, reason: str) -> Path | None:
+        """Move `item` out of the queue into `dead-letter/` beside the spool (with `reason` in a second file);
+        its path there, or None if it could not be kept (it leaves the queue all the same)."""
+        dead = self.directory.parent / DEAD_LETTER
+        name = self._path(item.seq, item.final).name
+        kept: Path | None = dead / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
+        try:
+            dead.mkdir(mode=0o700, exist_ok=True)
+            assert kept is not None
+            if item.seq in self._held:
+                write_atomic(kept, _encode(item))
+            else:
+                os.replace(self._path(item.seq, item.final), kept)
+            with contextlib.suppress(OSError):
+                kept.with_suffix(".reason").write_text(reason + "\n")
+            self._prune_dead(dead)
+        except OSError as exc:
+            log.error("cannot keep the refused report %d in %s: %s", item.seq, dead, exc)
+            kept = None
+        self.remove(item.seq)
+        return kept
+
+    @staticmethod
+    def _prune_dead(dead: Path) -> None:
+        """Keep the newest MAX_DEAD_LETTERS refused reports."""
+        reports = sorted(dead.glob("*.rep"))
+        for old in reports[: max(0, len(reports) - MAX_DEAD_LETTERS)]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".reason").unlink(missing_ok=True)
 
 
 class Backoff:
@@ -165,6 +251,7 @@ class SpoolSender:
         self._retry = asyncio.Event()  # the server seems reachable again: end a back-off wait early
         self._empty = asyncio.Event()
         self.sent = 0
+        self.refused = 0  #: reports the server refused for good (moved to dead-letter/)
         self.last_error: str = ""
 
     def notify(self) -> None:
@@ -190,13 +277,16 @@ class SpoolSender:
                 await self._send(item.kind, item.query, item.body)
             except ServerError as exc:
                 if exc.permanent:  # the server will never take it: do not block the reports behind it
+                    kept = self.spool.dead_letter(item, str(exc))
                     log.error(
-                        "server refused %s report %s for good (%s); dropping it",
+                        "server refused %s report %s for good (%s); dropped from the spool, kept in %s",
                         item.kind,
                         item.query.get("taskId"),
                         exc,
+                        kept,
                     )
-                    self.spool.remove(item.seq)
+                    self.refused += 1
+                    self.backoff.reset()
                     continue
                 await self._wait_after_failure(item, exc)
             except Exception as exc:  # network, TLS, a 5xx, an unexpected reply: retry later

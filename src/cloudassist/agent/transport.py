@@ -17,6 +17,9 @@ agent relied on is kept:
   to the configured CA, host name or IP address). Environment proxies are not used: the agent talks to its
   server directly.
 
+A request gets at most `REQUEST_DEADLINE` seconds in all and a reply at most `MAX_REPLY` bytes (decoded too),
+so a server that trickles its answer or sends without end cannot hold or swell the agent.
+
 Every failure to get an answer is a `TransportError`; an answer that is not a success is the caller's
 business (a websocket upgrade refused is `WebSocketRefused`, with the status).
 
@@ -57,6 +60,10 @@ from wsproto.events import Request as WebSocketRequest
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 TIMEOUT = 10.0  #: seconds for connecting (TCP and TLS), for each write and, by default, for each read
+#: seconds for a whole request, however its reply trickles in (a server sending a byte every few seconds)
+REQUEST_DEADLINE = 60.0
+#: bytes of a reply (its body as sent, and decoded); a task list of 100 tasks and files is a few MB
+MAX_REPLY = 32 * 1024 * 1024
 KEEPALIVE = 5.0  #: seconds an idle connection is kept for the next request
 READ_SIZE = 65536
 TLS_READ_BUFFER = 32 * 1024  #: two TLS records of the largest size
@@ -181,17 +188,26 @@ class Response:
         return self.body.decode("utf-8", errors="replace")
 
 
+def _inflate(body: bytes, wbits: int) -> bytes:
+    """`body` decompressed, at most MAX_REPLY bytes of it (a small reply must not inflate into gigabytes)."""
+    inflater = zlib.decompressobj(wbits)
+    data = inflater.decompress(body, MAX_REPLY)
+    if inflater.unconsumed_tail:
+        raise TransportError(f"DecodingError: the reply decompresses to more than {MAX_REPLY} bytes")
+    return data
+
+
 def _decoded(encoding: bytes | None, body: bytes) -> bytes:
     """The body of a response with this Content-Encoding (h11 lower-cases header names, not values)."""
     coding = (encoding or b"identity").strip().lower()
     try:
         if coding == b"gzip":
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            return _inflate(body, 16 + zlib.MAX_WBITS)
         if coding == b"deflate":
             try:
-                return zlib.decompress(body)
+                return _inflate(body, zlib.MAX_WBITS)
             except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send it
+                return _inflate(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send it
     except zlib.error as exc:
         raise TransportError(f"DecodingError: {coding.decode(errors='replace')} body: {exc}") from None
     return body
@@ -218,7 +234,7 @@ class _Connection:
         if body:
             data += protocol.send(h11.Data(data=body)) or b""
         await _write(self.writer, data + (protocol.send(h11.EndOfMessage()) or b""))
-        status, headers, chunks = 0, [], []
+        status, headers, chunks, size = 0, [], [], 0
         while True:
             event = protocol.next_event()
             if event is h11.NEED_DATA:
@@ -230,6 +246,9 @@ class _Connection:
                 status, headers = event.status_code, list(event.headers)
             elif isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
+                size += len(event.data)
+                if size > MAX_REPLY:
+                    raise TransportError(f"RemoteProtocolError: a reply of more than {MAX_REPLY} bytes")
             elif isinstance(event, h11.EndOfMessage):
                 break
         response = Response(status, headers, b"".join(chunks))
@@ -264,7 +283,11 @@ class Http:
         connection = self._reuse() or _Connection(*await _open(self.host, self.port, self.context))
         try:
             request = h11.Request(method=method, target=target, headers=head)
-            response = await connection.exchange(request, body, read_timeout)
+            async with asyncio.timeout(REQUEST_DEADLINE):
+                response = await connection.exchange(request, body, read_timeout)
+        except TimeoutError:
+            _drop(connection.writer)
+            raise TransportError(f"ReadTimeout: no whole reply within {REQUEST_DEADLINE:g} s") from None
         except h11.ProtocolError as exc:
             _drop(connection.writer)
             raise TransportError(f"RemoteProtocolError: {exc}") from exc

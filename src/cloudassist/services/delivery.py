@@ -3,6 +3,14 @@
 A kick is only a doorbell: an agent learns of work by fetching its task list, and the list is the
 truth. Every report is applied in one transaction and acknowledged only after it commits; a report
 for an execution that has already ended is acknowledged and ignored, so retries are harmless.
+
+Being listed is not being started. A one-time task is listed while it is Pending: an agent that could not
+take it (its disk was full, the reply was lost on the way) is given it again on a later fetch, and one that
+took it ignores the repeat (the official agent by (taskID, invokeVersion), ours through its journal). A task
+listed `RELIST_SECONDS` ago and still Pending makes its instance worth a kick again (the heart-beat's
+`newTasks`, the delivery loop). From the agent's first report (`running`, or any final one) the task has
+started, and it is never listed again, to this agent or any other: a restarted agent (whose memory of it is
+gone) must not run it twice.
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ INVALID_PARAMS: Final = {
 RECURRING: Final = (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT)
 #: `errCode` of a `task/error` report meaning "this task ran before; its result is lost" (Part 2 §4.5).
 ALREADY_RAN: Final = {"-9", "ExecutionInterrupted"}
+#: A Pending task listed this long ago, and not reported started since, is worth a kick again.
+RELIST_SECONDS: Final = 30
+
+
+def relist_before(now: datetime) -> datetime:
+    """Pending tasks last listed before this are worth a kick again (see RELIST_SECONDS)."""
+    return now - timedelta(seconds=RELIST_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ def _listed(result: InvocationResult, mode: RepeatMode, startup: bool, cold_star
         return startup and cold_start and status is S.SCHEDULED
     if mode is RepeatMode.PERIOD:
         return status is S.PENDING or startup or (status in (S.SCHEDULED, S.RUNNING) and result.delivered_time is None)
-    return status in (S.PENDING, S.RUNNING)
+    return status is S.PENDING  # once reported started, never handed out again (an agent's restart included)
 
 
 def from_millis(value: str | None) -> datetime | None:
@@ -125,10 +140,10 @@ class DeliveryService:
     ) -> TaskList:
         """The tasks an instance's agent should run or schedule, and stop, now.
 
-        One-time tasks are listed until they start (and while running, so a restarted agent can say
-        it ran them already). A scheduled task is listed once, then becomes Scheduled: the agent runs
-        the schedule itself, and re-learns it from every start-up fetch. Reboot tasks are listed only
-        on the start-up fetch of a cold start (the machine booted).
+        One-time tasks are listed until their agent reports them started, and never after. A scheduled
+        task is listed once, then becomes Scheduled: the agent runs the schedule itself, and re-learns it
+        from every start-up fetch. Reboot tasks are listed only on the start-up fetch of a cold start (the
+        machine booted).
         """
         return await self.ctx.store.batch(
             lambda tx: self.fetch_in(tx, instance_id, task_id, startup=startup, cold_start=cold_start)
@@ -151,7 +166,8 @@ class DeliveryService:
                 continue
             if task_id and result.invoke_id != task_id and result.status is not S.PENDING:
                 continue
-            if result.delivered_time is None or inv.repeat_mode.timed:
+            relisted = result.status is S.PENDING and (result.delivered_time or now) < relist_before(now)
+            if result.delivered_time is None or inv.repeat_mode.timed or relisted:
                 changes: dict[str, Any] = {"delivered_time": now, "update_time": now}
                 if inv.repeat_mode is RepeatMode.PERIOD and result.status is S.PENDING:
                     changes["status"] = S.SCHEDULED.value  # the agent keeps the schedule from now on
@@ -314,7 +330,7 @@ class DeliveryService:
     async def waiting(self, instance_id: str | None = None) -> set[str]:
         """Instances (or just this one) with work not yet fetched or stops not yet confirmed: worth a kick."""
         async with self.ctx.store.read() as tx:
-            return await tx.results.waiting_instances(instance_id)
+            return await tx.results.waiting_instances(instance_id, relist_before=relist_before(self.ctx.clock.now()))
 
     async def sweep(self) -> int:
         """End executions whose deadlines passed; returns how many were ended.

@@ -40,7 +40,7 @@ _STATUS_OF = (
 _FIXED = frozenset({"account_id", "region_id", "instance_id", "command_id"})
 _STATUSES_OF = select(R.status).where(R.invoke_id == bindparam("invoke_id")).distinct()
 _WAITING = (
-    (R.status == "Pending") & R.delivered_time.is_(None)
+    (R.status == "Pending") & (R.delivered_time.is_(None) | (R.delivered_time < bindparam("relist_before")))
     | (R.status == "Stopping")
     | (
         one_of(R.status, ["Scheduled", "Running"])
@@ -469,13 +469,17 @@ class Results(Repository):
         )
         return [result_of(row) for row in await self.conn.execute(stmt)]
 
-    async def waiting_instances(self, instance_id: str | None = None, limit: int = 10_000) -> set[str]:
+    async def waiting_instances(
+        self, instance_id: str | None = None, *, relist_before: datetime, limit: int = 10_000
+    ) -> set[str]:
         """Instances with work not yet fetched, or stops not yet confirmed (worth a kick): Pending records never
-        fetched, Stopping records, and records of a schedule modified since its agent last fetched it."""
+        fetched or last listed before `relist_before` (listed, but their agent never said it started them),
+        Stopping records, and records of a schedule modified since its agent last fetched it."""
         if instance_id is not None:
-            return {row[0] for row in await self.conn.execute(_WAITING_ONE, {"instance_id": instance_id})}
-        stmt = select(R.instance_id).where(_WAITING)
-        return {row[0] for row in await self.conn.execute(stmt.distinct().limit(limit))}
+            params = {"instance_id": instance_id, "relist_before": relist_before}
+            return {row[0] for row in await self.conn.execute(_WAITING_ONE, params)}
+        stmt = select(R.instance_id).where(_WAITING).distinct().limit(limit)
+        return {row[0] for row in await self.conn.execute(stmt, {"relist_before": relist_before})}
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
-from cloudassist.services.delivery import DeliveryService, TaskList
+from cloudassist.services.delivery import DeliveryService, TaskList, relist_before
 from cloudassist.services.files import Delivery, FileService, is_file_task
 from cloudassist.services.instances import InstanceService
 from cloudassist.store.store import Tx
@@ -210,10 +210,11 @@ class AgentEndpoints:
     async def heartbeat(self, request: Request, signed: Signed) -> Response:
         version = self.instances.check_agent_version(agent_version(request))
         now = self.ctx.clock.now()
+        relist = relist_before(now)
 
         async def beat(tx: Tx, instance: ManagedInstance) -> bool:
             await self.instances.heartbeat_in(tx, instance, now, version)
-            return bool(await tx.results.waiting_instances(instance.instance_id)) or bool(
+            return bool(await tx.results.waiting_instances(instance.instance_id, relist_before=relist)) or bool(
                 await tx.files.waiting_instances(instance.instance_id)
             )
 
