@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from cloudassist import ids
@@ -119,6 +119,8 @@ class RpcEndpoint:
         except ApiError as exc:
             call.code = exc.code
             response = envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
+        except ClientDisconnect:  # gone mid-request (or cut off by the read timeout): nobody to answer
+            return Response(status_code=499)
         except Exception:
             log.exception("internal error answering request %s", request_id)
             call.code = "InternalError"
