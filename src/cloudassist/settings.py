@@ -134,6 +134,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "and its agent marked offline. 0 turns pings off.",
     ),
     Setting(
+        "auth_failures_per_minute",
+        30,
+        int,
+        "Failed authentications or registrations a source address (an IPv6 /64) may make per minute, on each "
+        "face, before its requests are refused for a while; 0 turns the limit off.",
+    ),
+    Setting(
+        "auth_throttle_exempt",
+        ("127.0.0.0/8", "::1"),
+        _regions,
+        "Comma-separated addresses or networks never refused for failed authentications (a proxy on this host "
+        "makes every client 127.0.0.1: one attacker would lock everyone out); empty exempts none.",
+    ),
+    Setting(
         "delivery_timeout_seconds",
         60,
         int,
@@ -177,6 +191,8 @@ class Settings:
     max_connections: int = 1000
     agent_max_connections: int = 0
     agent_ping_seconds: int = 30
+    auth_failures_per_minute: int = 30
+    auth_throttle_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
 

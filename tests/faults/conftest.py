@@ -7,6 +7,7 @@ conformance tier's `luban.Agent`. After each test the server must still run and 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -14,9 +15,23 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "conformance"))  # luban: the official agent's wire
-
 from cloudassist.testing import LiveServer
+
+
+def _load_luban() -> None:
+    """The conformance tier's `luban` (the official agent's wire), loaded by path: putting its directory on
+    sys.path would let its conftest shadow other tiers' `from conftest import …`."""
+    if "luban" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("luban", Path(__file__).parent.parent / "conformance" / "luban.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["luban"] = module
+    spec.loader.exec_module(module)
+
+
+_load_luban()
 
 for _name in [n for n in os.environ if n.lower().endswith("_proxy")]:
     del os.environ[_name]  # traffic to 127.0.0.1 must not go through a proxy
