@@ -45,6 +45,7 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     "RequestTooLarge": (413, "The request is larger than this server accepts."),
     "InternalError": (500, "The request processing has failed due to some unknown error, exception or failure."),
     "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
+    "Throttling.User": (400, "Request was denied due to user flow control."),
     "IdempotentParameterMismatch": (
         403,
         "The specified parameter has changed while using an already used clientToken.",

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import ssl
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,11 @@ from cloudassist.api.agent.app import create_agent_app, keep_delivering
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
 from cloudassist.clock import SystemClock
+from cloudassist.edge.budget import Budget
+from cloudassist.edge.guard import ConnectionGuard
+from cloudassist.edge.loop import count_accept_errors
+from cloudassist.edge.memory import keep_trimming, pin_mmap_threshold
+from cloudassist.edge.protocols import BoundedWebSocket, Edge, http_protocol
 from cloudassist.services.access import AccessService, NewKey
 from cloudassist.services.context import Context
 from cloudassist.services.retention import RetentionJob
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cloudassist.server")
 KEY_FILE = "access-key.txt"
+#: The largest websocket message taken from an agent: it sends `accept:kick_vm`-sized replies.
+WS_MAX_BYTES = 4096
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -96,22 +104,36 @@ def write_key_file(data_dir: Path, key: NewKey) -> Path:
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to us: two servers share one process."""
 
+    def __init__(self, config: uvicorn.Config, edge: Edge) -> None:
+        super().__init__(config)
+        self.edge = edge
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    def _log_started_message(self, listeners: Any) -> None:
+        if self.edge.tls is None:
+            super()._log_started_message(listeners)
+        else:  # the TLS is ours (edge/protocols.py): uvicorn listens in plain TCP and would say http://
+            host, port = listeners[0].getsockname()[:2]
+            logging.getLogger("uvicorn.error").info("Uvicorn running on https://%s:%d (TLS)", host, port)
 
-def _config(app: Any, listen: str, settings: Settings, *, agent_face: bool = False, **tls: Any) -> uvicorn.Config:
-    """uvicorn's configuration of one face. The API parses with h11, whose line limit admits the 128 KB+ query
-    strings the SDKs send (httptools stops at 64 KB); the agent face's requests are small, so it takes the
-    faster httptools parser, and keeps an idle connection open across a heart-beat interval, so a fleet's
-    heart-beats do not each pay a TLS handshake."""
+
+def _config(app: Any, listen: str, settings: Settings, edge: Edge, *, agent_face: bool = False) -> uvicorn.Config:
+    """uvicorn's configuration of one face, bounded by `edge` (edge/protocols.py). The API parses with h11, whose
+    line limit admits the 128 KB+ query strings the SDKs send (httptools stops at 64 KB); the agent face's
+    requests are small, so it takes the faster httptools parser, and keeps an idle connection open across a
+    heart-beat interval, so a fleet's heart-beats do not each pay a TLS handshake. Websockets take small
+    messages only, without compression (a deflate context per socket), and are pinged."""
     host, port = split_listen(listen)
+    ping = settings.agent_ping_seconds or None
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools" if agent_face else "h11",
+        http=http_protocol(edge, h11=not agent_face),
+        ws=BoundedWebSocket,
         timeout_keep_alive=settings.agent_keep_alive_seconds if agent_face else 5,
         lifespan="on",
         access_log=False,
@@ -119,9 +141,27 @@ def _config(app: Any, listen: str, settings: Settings, *, agent_face: bool = Fal
         timeout_graceful_shutdown=5,
         server_header=False,
         h11_max_incomplete_event_size=settings.max_request_bytes,
-        ws_ping_interval=None,
-        **tls,
+        ws_max_size=WS_MAX_BYTES,
+        ws_ping_interval=ping,
+        ws_ping_timeout=ping,
+        ws_per_message_deflate=False,
     )
+
+
+def _edges(settings: Settings, open_files: int) -> tuple[Edge, Edge | None]:
+    """Each face's bounds: its share of the open-file limit, the read timeout, and the agent face's TLS."""
+    budget = Budget.of(
+        open_files, settings.max_connections, settings.agent_max_connections, agent_face=bool(settings.agent_listen)
+    )
+    log.info("%s", budget.describe())
+    timeout = float(settings.read_timeout_seconds)
+    api = Edge(ConnectionGuard("API", budget.api), timeout)
+    if not settings.agent_listen:
+        return api, None
+    cert = agent_certificate(settings)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert.cert), str(cert.key))
+    return api, Edge(ConnectionGuard("agent", budget.agent), timeout, context)
 
 
 def raise_fd_limit() -> int:
@@ -136,8 +176,11 @@ def raise_fd_limit() -> int:
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly."""
-    log.info("open files allowed: %d (a connected agent holds one or two)", raise_fd_limit())
+    open_files = raise_fd_limit()
+    trim = pin_mmap_threshold()
+    count_accept_errors(asyncio.get_running_loop())
     ctx, created = await prepare(settings)
+    api_edge, agent_edge = _edges(settings, open_files)  # after prepare: the certificate goes in the data directory
     hub = KickHub()
     leadership = Leadership(ctx.store.url)
     ctx = replace(ctx, notify=hub, leader=leadership)
@@ -149,21 +192,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print(f"Created access key {created.access_key_id} for account 'default'.", flush=True)
         print(f"Its secret is shown once: {created.secret}", flush=True)
         print(f"Both are saved in {settings.data_dir / KEY_FILE} (mode 0600).", flush=True)
-    servers = [_Server(_config(create_app(ctx), settings.listen, settings))]
-    if settings.agent_listen:
-        cert = agent_certificate(settings)
-        servers.append(
-            _Server(
-                _config(
-                    create_agent_app(ctx, hub),
-                    settings.agent_listen,
-                    settings,
-                    agent_face=True,
-                    ssl_certfile=str(cert.cert),
-                    ssl_keyfile=str(cert.key),
-                )
-            )
-        )
+    servers = [_Server(_config(create_app(ctx), settings.listen, settings, api_edge), api_edge)]
+    if agent_edge is not None:
+        app = create_agent_app(ctx, hub)
+        servers.append(_Server(_config(app, settings.agent_listen, settings, agent_edge, agent_face=True), agent_edge))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -175,6 +207,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runs = [asyncio.create_task(server.serve()) for server in servers]
     background.append(asyncio.create_task(keep_delivering(ctx, hub)))
     background.append(asyncio.create_task(RetentionJob(ctx).keep_running()))
+    if trim is not None:
+        guards = [edge.guard for edge in (api_edge, agent_edge) if edge is not None]
+        background.append(asyncio.create_task(keep_trimming(guards, trim)))
     try:
         # uvicorn exposes `started` as a flag, not an event
         while not all(server.started for server in servers) and not any(task.done() for task in runs):  # noqa: ASYNC110

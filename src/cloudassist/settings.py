@@ -106,6 +106,48 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "so beating agents reuse their connection instead of paying a TLS handshake each time.",
     ),
     Setting(
+        "read_timeout_seconds",
+        10,
+        int,
+        "How long a connection, on either face, may take to finish its TLS handshake and to send a whole request "
+        "(headers and body) once it is accepted or begins one; slower connections are closed.",
+    ),
+    Setting(
+        "max_connections",
+        1000,
+        int,
+        "Connections the API may hold at once; cut to fit the open-file limit. When full, the connection idle "
+        "the longest is closed to make room.",
+    ),
+    Setting(
+        "agent_max_connections",
+        0,
+        int,
+        "Connections (HTTPS and websockets) the agent face may hold at once; 0: what the open-file limit leaves "
+        "after the API and a reserve. When full, the connection idle the longest is closed to make room.",
+    ),
+    Setting(
+        "agent_ping_seconds",
+        30,
+        int,
+        "How often the server pings an agent's websocket; one that does not answer within as long is closed "
+        "and its agent marked offline. 0 turns pings off.",
+    ),
+    Setting(
+        "auth_failures_per_minute",
+        30,
+        int,
+        "Failed authentications or registrations a source address (an IPv6 /64) may make per minute, on each "
+        "face, before its requests are refused for a while; 0 turns the limit off.",
+    ),
+    Setting(
+        "auth_throttle_exempt",
+        ("127.0.0.0/8", "::1"),
+        _regions,
+        "Comma-separated addresses or networks never refused for failed authentications (a proxy on this host "
+        "makes every client 127.0.0.1: one attacker would lock everyone out); empty exempts none.",
+    ),
+    Setting(
         "delivery_timeout_seconds",
         60,
         int,
@@ -145,6 +187,12 @@ class Settings:
     agent_cert: str = ""
     agent_key: str = ""
     agent_keep_alive_seconds: int = 75
+    read_timeout_seconds: int = 10
+    max_connections: int = 1000
+    agent_max_connections: int = 0
+    agent_ping_seconds: int = 30
+    auth_failures_per_minute: int = 30
+    auth_throttle_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
 

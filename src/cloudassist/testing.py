@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -126,6 +127,8 @@ class LiveServer:
     agent_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The process's open-file limit (soft and hard), when it must be smaller than ours.
+    open_files: int | None = None
     _log: BinaryIO | None = None
 
     @property
@@ -161,7 +164,14 @@ class LiveServer:
             argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - closed by stop()
-        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        limit = self.open_files
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -34,10 +34,16 @@ class ManagedInstance:
     invocation_count: int
     active_task_count: int = 0
     tags: tuple[Tag, ...] = ()
+    #: When its websocket closed with no sign of life since (services/instances.py `disconnected`).
+    disconnected_time: datetime | None = None
 
     def online(self, now: datetime) -> bool:
-        """Whether the agent has sent a heart-beat within the last two minutes."""
-        return self.last_heartbeat_time is not None and now - self.last_heartbeat_time <= ONLINE_WINDOW
+        """Whether the agent has sent a heart-beat within the last two minutes, and its websocket has not closed
+        since (an agent that keeps no websocket is judged by its heart-beats alone)."""
+        beat = self.last_heartbeat_time
+        if beat is None or now - beat > ONLINE_WINDOW:
+            return False
+        return self.disconnected_time is None or self.disconnected_time < beat
 
     @property
     def os_family(self) -> str:

@@ -230,6 +230,18 @@ class InstanceService:
         await tx.instances.update(instance.instance_id, **changes)
         return replace(instance, last_heartbeat_time=now, agent_version=version or instance.agent_version)
 
+    async def disconnected(self, instance_id: str, seen: datetime) -> None:
+        """An agent's websocket closed and this server holds no other of it: the agent is offline from now on,
+        unless it showed life after `seen` (the last this server saw of it: the socket's opening, a heart-beat
+        here), which a heart-beat or a websocket on another server sharing the store would have recorded.
+        Its next heart-beat brings it back; an agent that keeps no websocket is judged by heart-beats alone."""
+        now = self.ctx.clock.now()
+
+        async def mark(tx: Tx) -> None:
+            await tx.instances.disconnected(instance_id, seen, now)
+
+        await self.ctx.store.batch(mark)
+
     @staticmethod
     def check_agent_version(version: str | None) -> str | None:
         return _text("AgentVersion", version, 64) if version else None

@@ -20,6 +20,9 @@ M = managed_instances.c
 #: The agent face's statements, built once (see results.py).
 _GET = select(managed_instances).where(M.instance_id == bindparam("b_instance_id"), M.deregistered.is_(False))
 _UPDATE = update(managed_instances).where(M.instance_id == bindparam("b_instance_id"))
+_DISCONNECTED = _UPDATE.where(M.last_heartbeat_time <= bindparam("b_seen", type_=M.last_heartbeat_time.type)).values(
+    disconnected_time=bindparam("b_now", type_=M.disconnected_time.type)
+)
 _COUNT_INVOCATION = _UPDATE.values(
     invocation_count=M.invocation_count + 1, last_invoked_time=bindparam("b_when", type_=M.last_invoked_time.type)
 )
@@ -81,7 +84,11 @@ class Instances(Repository):
             if value:
                 where.append(column == value)
         if f.connected is not None and f.online_since is not None:
-            online = M.last_heartbeat_time.is_not(None) & (M.last_heartbeat_time >= f.online_since)
+            online = (
+                M.last_heartbeat_time.is_not(None)
+                & (M.last_heartbeat_time >= f.online_since)
+                & (M.disconnected_time.is_(None) | (M.disconnected_time < M.last_heartbeat_time))
+            )
             where.append(online if f.connected else ~online)
         if f.os_type:
             where.append(func.lower(M.os_type) == f.os_type.lower())
@@ -148,6 +155,11 @@ class Instances(Repository):
     async def update(self, instance_id: str, **values: Any) -> None:
         await self.conn.execute(_UPDATE, {**values, "b_instance_id": instance_id})
 
+    async def disconnected(self, instance_id: str, seen: datetime, now: datetime) -> None:
+        """The instance's websocket closed at `now`: offline, unless it showed life (a heart-beat, a websocket
+        opened on another server) after `seen`, the last this server saw of it."""
+        await self.conn.execute(_DISCONNECTED, {"b_instance_id": instance_id, "b_seen": seen, "b_now": now})
+
     async def active_task_counts(self, instance_ids: Sequence[str]) -> dict[str, int]:
         """How many executions are running on each instance."""
         if not instance_ids:
@@ -189,4 +201,5 @@ def _instance(row: Row[Any]) -> ManagedInstance:
         last_heartbeat_time=utc_or_none(r["last_heartbeat_time"]),
         last_invoked_time=utc_or_none(r["last_invoked_time"]),
         invocation_count=int(r["invocation_count"]),
+        disconnected_time=utc_or_none(r["disconnected_time"]),
     )

@@ -261,6 +261,8 @@ managed_instances = Table(
     Column("last_invoked_time", Time, nullable=True),
     Column("invocation_count", BigInteger, nullable=False),
     Column("deregistered", Boolean, nullable=False),
+    #: When this server last saw the agent's websocket close (with no sign of life after): offline until it beats.
+    Column("disconnected_time", Time, nullable=True),
     Index(None, "account_id", "region_id", "registration_time"),
     Index(None, "activation_id"),
 )

@@ -2,39 +2,63 @@
 
 A kick carries no work: it only says "fetch your task list". Losing one loses nothing, since
 heart-beats and the server's sweeper kick again while work is waiting.
+
+An instance holds at most SOCKETS_PER_INSTANCE websockets here: a new one replaces the oldest, which is
+closed (an agent opens one; a second is a reconnect whose old socket has not been seen to die yet, or a
+copy of the machine, which reconnects in turn). The hub also remembers the last sign of life it saw of
+each connected instance, so that the close of its last socket can mark it offline (services/instances.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 from starlette.websockets import WebSocket
 
 from cloudassist.store.channel import KickChannel
 
 log = logging.getLogger("cloudassist.agent_face")
+#: Websockets one instance may hold on this server; a new one beyond it closes the oldest.
+SOCKETS_PER_INSTANCE: Final = 1
 
 
 class KickHub:
     """Implements services.context.Notifier for agents connected to this process."""
 
     def __init__(self) -> None:
-        self._sockets: dict[str, set[WebSocket]] = defaultdict(set)
+        self._sockets: dict[str, list[WebSocket]] = {}  # oldest first
+        self._seen: dict[str, datetime] = {}  # of the instances connected here
         self._tasks: set[asyncio.Task[None]] = set()
         #: Other servers sharing the database (PostgreSQL), told of every kick this one makes.
         self.channel: KickChannel | None = None
 
-    def add(self, instance_id: str, ws: WebSocket) -> None:
-        self._sockets[instance_id].add(ws)
+    def add(self, instance_id: str, ws: WebSocket, now: datetime) -> None:
+        """A websocket of `instance_id` opened at `now`; the oldest beyond the cap is closed."""
+        sockets = self._sockets.setdefault(instance_id, [])
+        while len(sockets) >= SOCKETS_PER_INSTANCE:
+            self._spawn(self._close(instance_id, sockets.pop(0)))
+        sockets.append(ws)
+        self.seen(instance_id, now)
 
-    def remove(self, instance_id: str, ws: WebSocket) -> None:
-        self._sockets[instance_id].discard(ws)
-        if not self._sockets[instance_id]:
-            del self._sockets[instance_id]
+    def remove(self, instance_id: str, ws: WebSocket) -> datetime | None:
+        """`ws` closed. When it was the instance's last websocket here: the last sign of life seen of it."""
+        sockets = self._sockets.get(instance_id)
+        if sockets is None or ws not in sockets:
+            return None  # replaced by a newer one
+        sockets.remove(ws)
+        if sockets:
+            return None
+        del self._sockets[instance_id]
+        return self._seen.pop(instance_id, None)
+
+    def seen(self, instance_id: str, when: datetime) -> None:
+        """A sign of life of `instance_id` (its websocket opened, a heart-beat) at `when`."""
+        if instance_id in self._sockets:
+            self._seen[instance_id] = max(when, self._seen.get(instance_id, when))
 
     def connected(self, instance_id: str) -> bool:
         return bool(self._sockets.get(instance_id))
@@ -56,6 +80,12 @@ class KickHub:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _close(self, instance_id: str, ws: WebSocket) -> None:
+        try:
+            await ws.close(code=1000, reason="replaced by a newer connection")
+        except Exception:  # already closing
+            log.debug("closing a replaced websocket of %s failed", instance_id)
 
     async def _send(self, instance_id: str, ws: WebSocket) -> None:
         try:

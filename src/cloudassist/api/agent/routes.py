@@ -21,6 +21,7 @@ from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, rea
 from cloudassist.api.failures import log_internal_error
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.tags import Tag
+from cloudassist.edge.throttle import Throttle
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.delivery import DeliveryService, TaskList, relist_before
@@ -47,6 +48,18 @@ def ok(**fields: Any) -> JSONResponse:
 
 def refused(status: int, message: str, code: str = "") -> JSONResponse:
     return JSONResponse({"code": status, "errCode": code, "errMsg": message}, status_code=status)
+
+
+def throttled(wait: float) -> JSONResponse:
+    """429: the address failed to authenticate too often; it may try again in `wait` seconds."""
+    seconds = max(1, round(wait))
+    response = refused(429, f"too many failed authentications from this address; retry in {seconds} s", "Throttling")
+    response.headers["retry-after"] = str(seconds)
+    return response
+
+
+def peer(connection: Request | WebSocket) -> str:
+    return connection.client.host if connection.client else ""
 
 
 def agent_version(request: Request) -> str | None:
@@ -92,6 +105,7 @@ class AgentEndpoints:
         self.instances = InstanceService(ctx)
         self.delivery = DeliveryService(ctx)
         self.files = FileService(ctx)
+        self.throttle = Throttle("agent", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
         self._account_names: dict[int, str] = {}
 
     async def _verify(self, headers: Any) -> Signed:
@@ -116,18 +130,24 @@ class AgentEndpoints:
         return done
 
     async def dispatch(self, request: Request) -> Response:
-        """Every HTTP endpoint: authenticate (except register), then route by path."""
+        """Every HTTP endpoint: authenticate (except register), then route by path. An address that failed to
+        authenticate or register too often is refused before anything is checked (edge/throttle.py)."""
         path = str(request.scope["path"]).removeprefix("/luban/api/")  # (request.url builds a whole URL)
+        if path == "connection_detect":
+            return PlainTextResponse("ok")
+        address = peer(request)
+        wait = self.throttle.retry_after(address)
+        if wait:
+            return throttled(wait)
         try:
             if len(request.scope["query_string"]) > MAX_QUERY:
                 raise ApiError.of("RequestTooLarge")
             if path == "instance/register":
-                return await self.register(request)
-            if path == "connection_detect":
-                return PlainTextResponse("ok")
+                return await self._registration(request, address)
             signed = await self._verify(request.headers)
             return await self.route(path, request, signed)
         except AgentAuthError as exc:
+            self.throttle.failed(address)
             return refused(401, str(exc), "Unauthorized")
         except ApiError as exc:
             return refused(exc.http_status, exc.message, exc.code)
@@ -138,6 +158,17 @@ class AgentEndpoints:
         except Exception as exc:  # a bug: one line in the log, a generic answer in the face's shape
             log_internal_error(log, path[:100], exc)
             return refused(500, "internal error", "InternalError")
+
+    async def _registration(self, request: Request, address: str) -> Response:
+        """`register`, its refusals counted against the address."""
+        try:
+            response = await self.register(request)
+        except ApiError:
+            self.throttle.failed(address)
+            raise
+        if response.status_code >= 400:
+            self.throttle.failed(address)
+        return response
 
     async def route(self, path: str, request: Request, signed: Signed) -> Response:
         if path == "heart-beat":
@@ -219,6 +250,7 @@ class AgentEndpoints:
             )
 
         instance, waiting = await self.act(signed, beat)
+        self.hub.seen(instance.instance_id, now)
         if waiting:
             self.hub.kick([instance.instance_id])  # the heart-beat doubles as a redelivery trigger
         return ok(instanceId=instance.instance_id, nextInterval=HEARTBEAT_MS, newTasks=bool(waiting))
@@ -272,10 +304,20 @@ class AgentEndpoints:
         return ok(instanceId=instance.instance_id)
 
     async def websocket(self, ws: WebSocket) -> None:
-        """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in."""
+        """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in. Opening it
+        is a sign of life; its close marks the agent offline at once, unless it has another websocket here
+        (one that replaced it) or the server is going away (1012)."""
+        address = peer(ws)
+        if self.throttle.retry_after(address):
+            await ws.close(code=1008)
+            return
+        now = self.ctx.clock.now()
         try:
-            instance, _ = await self.act(await self._verify(ws.headers))
+            instance, _ = await self.act(
+                await self._verify(ws.headers), lambda tx, i: self.instances.heartbeat_in(tx, i, now, None)
+            )
         except AgentAuthError as exc:
+            self.throttle.failed(address)
             log.info("refused websocket: %s", exc)
             await ws.close(code=1008)
             return
@@ -284,15 +326,22 @@ class AgentEndpoints:
             await ws.close(code=1011)
             return
         await ws.accept()
-        self.hub.add(instance.instance_id, ws)
+        self.hub.add(instance.instance_id, ws, now)
+        code = 1006
         try:
             if await self.delivery.waiting(instance.instance_id) or await self.files.waiting(instance.instance_id):
                 self.hub.kick([instance.instance_id])
-            while (await ws.receive())["type"] != "websocket.disconnect":
+            while (message := await ws.receive())["type"] != "websocket.disconnect":
                 pass  # `accept:`/`unknow:` replies, and anything else (text or binary), are read and dropped
-        except WebSocketDisconnect:
-            pass
+            code = int(message.get("code", 1000))
+        except WebSocketDisconnect as exc:
+            code = exc.code
         finally:
-            self.hub.remove(instance.instance_id, ws)
+            seen = self.hub.remove(instance.instance_id, ws)
             with contextlib.suppress(Exception):
                 await ws.close()
+        if seen is not None and code != 1012:
+            try:
+                await self.instances.disconnected(instance.instance_id, seen)
+            except ApiError as exc:  # the database is away: its heart-beats will judge it
+                log.warning("could not mark %s offline: %s", instance.instance_id, exc.code)

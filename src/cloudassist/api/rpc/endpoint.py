@@ -8,12 +8,13 @@ may hold secrets; api/failures.py) and answered as InternalError, never as a tra
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from cloudassist import ids
@@ -22,6 +23,7 @@ from cloudassist.api.rpc import envelope, params
 from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
 from cloudassist.api.rpc.signature import SignatureError, read_signed_request, verify
 from cloudassist.domain.text import storable
+from cloudassist.edge.throttle import Throttle
 from cloudassist.errors import ApiError
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context, Scope
@@ -106,20 +108,28 @@ class RpcEndpoint:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.access = AccessService(ctx)
+        self.throttle = Throttle("API", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
 
     async def __call__(self, request: Request) -> Response:
         request_id = ids.request_id()
         began = time.perf_counter()
         fmt = "JSON"
         call = _Logged()
+        address = request.client.host if request.client else ""
         try:
             rpc = await read_request(request, self.ctx.settings.max_request_bytes)
             fmt = rpc.format
-            action, body = await self.dispatch(rpc, call)
+            action, body = await self.dispatch(rpc, call, address)
             response = envelope.success(action, body, request_id, fmt)
+        except Throttled as exc:
+            call.code = exc.code
+            response = envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
+            response.headers["x-acs-retry-after"] = str(exc.retry_after)
         except ApiError as exc:
             call.code = exc.code
             response = envelope.error(exc, request_id, self.ctx.settings.host_id, fmt)
+        except ClientDisconnect:  # gone mid-request (or cut off by the read timeout): nobody to answer
+            return Response(status_code=499)
         except Exception as exc:  # a bug: one line in the log (never the parameters), a generic envelope
             log_internal_error(log, f"request {request_id}", exc)
             call.code = "InternalError"
@@ -132,8 +142,19 @@ class RpcEndpoint:
             )
         return response
 
-    async def dispatch(self, rpc: RpcRequest, call: _Logged | None = None) -> tuple[str, dict[str, object]]:
-        key = await self.authenticate(rpc)
+    async def dispatch(
+        self, rpc: RpcRequest, call: _Logged | None = None, address: str = ""
+    ) -> tuple[str, dict[str, object]]:
+        """Authenticate, then run the action. An address that failed to authenticate too often is refused before
+        its signature is checked (edge/throttle.py)."""
+        wait = self.throttle.retry_after(address)
+        if wait:
+            raise Throttled(math.ceil(wait))
+        try:
+            key = await self.authenticate(rpc)
+        except ApiError:
+            self.throttle.failed(address)
+            raise
         if call is not None:
             call.key_id, call.account, call.action = key.access_key_id, key.account_id, str(rpc.action or "")
         name = rpc.action
@@ -166,6 +187,15 @@ class RpcEndpoint:
                 raise _api_error(exc) from None
 
         return await self.access.authenticate(signed.access_key_id, signed.timestamp, signed.nonce, check)
+
+
+class Throttled(ApiError):
+    """Throttling.User, with the seconds after which the address may try again (`x-acs-retry-after`)."""
+
+    def __init__(self, retry_after: int) -> None:
+        error = ApiError.of("Throttling.User")
+        super().__init__(error.code, error.message, error.http_status)
+        self.retry_after = retry_after
 
 
 def _api_error(exc: SignatureError) -> ApiError:
