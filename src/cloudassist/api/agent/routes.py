@@ -102,6 +102,7 @@ class AgentEndpoints:
             if path == "connection_detect":
                 return PlainTextResponse("ok")
             signed = await self._verify(request.headers)
+            request.scope["cloudassist.instance"] = signed.instance_id  # for the access line (app.AccessLog)
             return await self.route(path, request, signed)
         except AgentAuthError as exc:
             return refused(401, str(exc), "Unauthorized")

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cloudassist import ids
+from cloudassist import ids, logs, metrics
 from cloudassist.api.rpc import envelope, params
 from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
 from cloudassist.api.rpc.signature import SignatureError, read_signed_request, verify
@@ -38,7 +38,7 @@ class _Logged:
 
     action: str = ""
     key_id: str = ""
-    account: int | None = None
+    account: str = ""
     code: str = ""
 
 
@@ -123,18 +123,24 @@ class RpcEndpoint:
             log.exception("internal error answering request %s", request_id)
             call.code = "InternalError"
             response = envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "api RequestId=%s Action=%s AccessKeyId=%s account=%s code=%s status=%d ms=%.1f",
-                request_id, call.action, call.key_id, call.account, call.code or "OK", response.status_code,
-                (time.perf_counter() - began) * 1e3,
-            )
+        ms = (time.perf_counter() - began) * 1e3
+        action = call.action if call.action in ACTIONS or call.action in FAMILY else "other"
+        code = call.code or "OK"
+        metrics.api_call(action, code, ms / 1e3)
+        logs.access(
+            "api RequestId=%s Action=%s account=%s AccessKeyId=%s code=%s status=%d ms=%.1f",
+            request_id, action, call.account or "-", call.key_id or "-", code, response.status_code, ms,
+            kind="api", request_id=request_id, action=action, account=call.account, access_key_id=call.key_id,
+            code=code, status=response.status_code, ms=round(ms, 1),
+        )
         return response
 
     async def dispatch(self, rpc: RpcRequest, call: _Logged | None = None) -> tuple[str, dict[str, object]]:
+        if call is not None:  # the name alone: an unknown one is logged as `other`, never echoed
+            call.action = str(rpc.action or "")
         key = await self.authenticate(rpc)
         if call is not None:
-            call.key_id, call.account, call.action = key.access_key_id, key.account_id, str(rpc.action or "")
+            call.key_id, call.account = key.access_key_id, key.account_name
         name = rpc.action
         if not name:
             raise ApiError.of("MissingParameter", name="Action", http_status=400)
