@@ -152,6 +152,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly.
     Raises preflight.StartupError, before anything is created, when it cannot."""
     await preflight.check(settings)
+    log.debug(
+        "settings: listen=%s agent_listen=%s data_dir=%s db=%s", settings.listen, settings.agent_listen or "off",
+        settings.data_dir, preflight.shown_url(settings.db) if settings.db else "SQLite in the data directory",
+    )
     log.info("open files allowed: %d (a connected agent holds one or two)", raise_fd_limit())
     ctx, created = await prepare(settings)
     hub = KickHub()
