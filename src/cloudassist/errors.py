@@ -208,6 +208,15 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.http_status = http_status
+        #: what failed, in the caller's words (the rule and the value), appended to the message by `because`
+        self.detail = ""
+
+    def because(self, detail: str) -> ApiError:
+        """The same error, its message followed by `detail`: the rule that failed and the value that broke it.
+        Code and HTTP status are unchanged, and so is the documented text the message starts with."""
+        error = ApiError(self.code, f"{self.message} {detail}", self.http_status)
+        error.detail = detail
+        return error
 
     @classmethod
     def of(cls, code: str, message: str | None = None, *, http_status: int | None = None, **fmt: str) -> ApiError:

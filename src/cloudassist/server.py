@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import ssl
+import sys
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from cloudassist import preflight
 from cloudassist.api.agent.app import create_agent_app, keep_delivering
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
@@ -101,6 +103,17 @@ def write_key_file(data_dir: Path, key: NewKey) -> Path:
     return path
 
 
+def show_new_key(key: NewKey, path: Path) -> None:
+    """Tell of a generated key. Its secret goes to a terminal only: where standard output is a file or a pipe
+    (a service's journal, `cloudassist up`'s server.log) it is a log, and the secret stays in the key file."""
+    print(f"Created access key {key.access_key_id} for account 'default'.", flush=True)
+    if sys.stdout.isatty():
+        print(f"Its secret is shown once: {key.secret}", flush=True)
+        print(f"Both are saved in {path} (mode 0600).", flush=True)
+    else:
+        print(f"Its secret is in {path} (mode 0600), and in no log.", flush=True)
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to us: two servers share one process."""
 
@@ -145,6 +158,7 @@ def _config(app: Any, listen: str, settings: Settings, edge: Edge, *, agent_face
         ws_ping_interval=ping,
         ws_ping_timeout=ping,
         ws_per_message_deflate=False,
+        log_config=None,  # uvicorn's records go to our handler, in our format (text or JSON)
     )
 
 
@@ -175,7 +189,13 @@ def raise_fd_limit() -> int:
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly."""
+    """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly.
+    Raises preflight.StartupError, before anything is created, when it cannot."""
+    await preflight.check(settings)
+    log.debug(
+        "settings: listen=%s agent_listen=%s data_dir=%s db=%s", settings.listen, settings.agent_listen or "off",
+        settings.data_dir, preflight.shown_url(settings.db) if settings.db else "SQLite in the data directory",
+    )
     open_files = raise_fd_limit()
     trim = pin_mmap_threshold()
     count_accept_errors(asyncio.get_running_loop())
@@ -189,9 +209,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         hub.channel = KickChannel(ctx.store.url, hub.kick_local)
         background.append(asyncio.create_task(hub.channel.run()))
     if created is not None:
-        print(f"Created access key {created.access_key_id} for account 'default'.", flush=True)
-        print(f"Its secret is shown once: {created.secret}", flush=True)
-        print(f"Both are saved in {settings.data_dir / KEY_FILE} (mode 0600).", flush=True)
+        show_new_key(created, settings.data_dir / KEY_FILE)
     servers = [_Server(_config(create_app(ctx), settings.listen, settings, api_edge), api_edge)]
     if agent_edge is not None:
         app = create_agent_app(ctx, hub)

@@ -18,6 +18,13 @@ def _regions(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return value in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -94,6 +101,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("client_token_hours", 24, int, "How long a ClientToken's answer is kept for retries."),
     Setting("log_level", "info", str, "Log level of the server: debug, info, warning or error."),
+    Setting("log_format", "text", str, "Log format of the server: text, or json (one object a line)."),
+    Setting(
+        "access_log",
+        True,
+        _flag,
+        "One log line per API call and per agent request (logger cloudassist.access, level info); false drops them.",
+    ),
     Setting("agent_listen", "127.0.0.1:8443", str, "HOST:PORT of the agent protocol (HTTPS); empty turns it off."),
     Setting("agent_names", (), _regions, "Extra DNS names or IPs for the generated agent-face certificate."),
     Setting("agent_cert", "", str, "PEM certificate (chain) for the agent face instead of the generated one."),
@@ -182,6 +196,8 @@ class Settings:
     retention_batch_size: int = 1000
     client_token_hours: int = 24
     log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = True
     agent_listen: str = "127.0.0.1:8443"
     agent_names: tuple[str, ...] = ()
     agent_cert: str = ""

@@ -50,7 +50,8 @@ def test_tasks_stop_at_the_daily_quota(small: Server) -> None:
     for _ in range(3 - spent):
         run(tea, instances)
     body = fails(lambda: run(tea, instances), "Invocation.ExceedQuota", 403)
-    assert body["Message"] == "The invocation quota in the current region has been reached for today."
+    assert body["Message"].startswith("The invocation quota in the current region has been reached for today. "
+                                      "The quota is 3 tasks per region per UTC day")
     fails(lambda: tea.invoke_command(ecs.InvokeCommandRequest(region_id=REGION, command_id=command_id,
                                                               instance_id=instances)),
           "Invocation.ExceedQuota", 403)

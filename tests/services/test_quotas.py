@@ -88,7 +88,10 @@ async def test_tasks_are_limited_per_region_per_utc_day(ctx: Context, clock: Fix
     command_id = await CommandService(ctx).create_command(scope, SPEC, ())
     await service.invoke_command(scope, command_id, OPTIONS, Targets([instance]), (), idempotency=None)
     error = await _fails("Invocation.ExceedQuota", 403, run())
-    assert error.message == "The invocation quota in the current region has been reached for today."
+    # the documented text, then the rule and where it was reached
+    assert error.message == ("The invocation quota in the current region has been reached for today. The quota is 2 "
+                             "tasks per region per UTC day (CLOUDASSIST_INVOCATION_QUOTA_DAILY); cn-hangzhou has used "
+                             f"it on {ctx.clock.now():%Y-%m-%d}.")
     await _fails("Invocation.ExceedQuota", 403, service.invoke_command(
         scope, command_id, OPTIONS, Targets([instance]), (), idempotency=None))
     await _fails("Invocation.ExceedQuota", 403, run(mode=RepeatMode.DRY_RUN))

@@ -21,11 +21,29 @@ T = TypeVar("T")
 data_dir_option, db_option = options.data_dir, options.db
 
 
-def _run(settings: Settings, work: Callable[[AccessService], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[AccessService], Awaitable[T]], *, create: bool = False) -> T:
+    """Run `work` on the store of `settings`. A data directory (or database) that holds no cloudassist data is
+    refused unless `create`: a key made in the wrong place is one the running server would never accept."""
+
+    no_file = _no_sqlite_file(settings)
+
     async def go() -> T:
+        from cloudassist import preflight
         from cloudassist.server import secure_data_dir
 
-        secure_data_dir(settings.data_dir)
+        try:
+            if create:
+                preflight.check_data_dir(settings.data_dir)
+            await preflight.check_database(settings)
+        except preflight.StartupError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not create and (where := await _no_data_at(settings, no_file)):
+            raise click.ClickException(
+                f"{where} holds no cloudassist data: give the server's data directory with --data-dir (and its "
+                f"--db) or CLOUDASSIST_DATA_DIR; `cloudassist keys create --create` starts a new one there"
+            )
+        if create:
+            secure_data_dir(settings.data_dir)
         store = await Store.open(settings.database_url)
         try:
             return await work(AccessService(Context(store, SystemClock(), settings)))
@@ -35,6 +53,36 @@ def _run(settings: Settings, work: Callable[[AccessService], Awaitable[T]]) -> T
     return asyncio.run(go())
 
 
+def _no_sqlite_file(settings: Settings) -> str:
+    """Where the SQLite file would be, if there is none ('' when there is, or the store is not SQLite)."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return ""
+    path = Path(url.split(":///", 1)[-1])
+    if path.is_file():
+        return ""
+    return f"{settings.data_dir if path.parent == settings.data_dir.resolve() else path.parent} (no {path.name})"
+
+
+async def _no_data_at(settings: Settings, no_file: str) -> str:
+    """Where the store would be, if it holds no cloudassist data yet ('' when it does). Creates nothing."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        return no_file
+    from sqlalchemy import inspect
+
+    from cloudassist.preflight import shown_url
+    from cloudassist.store.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+    finally:
+        await engine.dispose()
+    return "" if found else f"the database {shown_url(settings.db or url)}"
+
+
 @click.group()
 def keys() -> None:
     """Manage access keys and accounts."""
@@ -42,11 +90,17 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--account", default=DEFAULT_ACCOUNT, show_default=True, help="Account the key belongs to.")
+@click.option(
+    "--create",
+    "create_store",
+    is_flag=True,
+    help="Start a new data directory (or database) if the one given holds no cloudassist data yet.",
+)
 @data_dir_option
 @db_option
-def create(account: str, data_dir: Path | None, db: str | None) -> None:
+def create(account: str, create_store: bool, data_dir: Path | None, db: str | None) -> None:
     """Create an access key (and its account if new); prints the secret once."""
-    key = _run(load(data_dir=data_dir, db=db), lambda access: access.create_key(account))
+    key = _run(load(data_dir=data_dir, db=db), lambda access: access.create_key(account), create=create_store)
     click.echo(f"AccessKeyId:     {key.access_key_id}")
     click.echo(f"AccessKeySecret: {key.secret}")
     click.echo(f"Account:         {key.account}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from pathlib import Path
 from typing import ClassVar
 
@@ -59,6 +58,7 @@ def main() -> None:
     multiple=True,
     help="Extra DNS name or IP for the generated agent certificate (repeatable).",
 )
+@options.log_format
 def server(
     data_dir: Path | None,
     listen: str | None,
@@ -67,8 +67,10 @@ def server(
     agent_cert: str | None,
     agent_key: str | None,
     agent_names: tuple[str, ...],
+    log_format: str | None,
 ) -> None:
     """Serve the ECS Cloud Assistant API and the agent protocol."""
+    from cloudassist.preflight import StartupError
     from cloudassist.server import run, serve
 
     if bool(agent_cert) != bool(agent_key):
@@ -81,19 +83,19 @@ def server(
         agent_cert=agent_cert,
         agent_key=agent_key,
         agent_names=agent_names or None,
+        log_format=log_format,
     )
-    configure_logging(settings.log_level)
-    run(serve(settings))
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
+    try:
+        run(serve(settings))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-#: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.
-QUIET = ("aiosqlite", "asyncpg", "sqlalchemy", "alembic", "websockets", "httpx", "httpcore")
+def configure_logging(level: str, fmt: str = "text", access: bool = True) -> None:
+    from cloudassist import logs
 
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name in QUIET:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(level, fmt, access=access)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -28,3 +28,10 @@ agent_listen = click.option(
     show_envvar=True,
     help="HOST:PORT of the agent protocol over HTTPS [127.0.0.1:8443]; '' turns it off.",
 )
+log_format = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="CLOUDASSIST_LOG_FORMAT",
+    show_envvar=True,
+    help="The server's log lines: text, or one JSON object a line [text].",
+)

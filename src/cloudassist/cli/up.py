@@ -26,11 +26,13 @@ from cloudassist.settings import Settings, load
 REGION = "cn-hangzhou"
 
 
-def _wait_for(ports: list[int], process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_for(ports: list[int], process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise click.ClickException("the server exited during start-up; see its log")
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            last = lines[-1].removeprefix("Error: ") if lines else "no output"
+            raise click.ClickException(f"the server exited during start-up: {last} (its log: {log})")
         try:
             for port in ports:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -83,13 +85,22 @@ def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
 @options.agent_listen
 @options.db
 @click.option("--region", default=REGION, show_default=True, help="Region of the local managed instance.")
-def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str) -> None:
+@options.log_format
+def up(
+    data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str,
+    log_format: str | None,
+) -> None:
     """Run the server and a local agent; print the endpoint, the access key and an SDK snippet."""
+    from cloudassist import preflight
     from cloudassist.server import secure_data_dir, split_listen
 
     settings = load(data_dir=data_dir, listen=listen, agent_listen=agent_listen, db=db)
     if not settings.agent_listen:
         raise click.UsageError("`up` needs the agent face; give --agent-listen HOST:PORT")
+    try:
+        asyncio.run(preflight.check(settings))  # before anything is made: a taken port is not our server
+    except preflight.StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     secure_data_dir(settings.data_dir)
     state_dir = settings.data_dir / "agent"
     server_argv = [
@@ -104,13 +115,15 @@ def up(data_dir: Path | None, listen: str | None, agent_listen: str | None, db: 
     ]
     if settings.db:
         server_argv += ["--db", settings.db]
+    if log_format:
+        server_argv += ["--log-format", log_format]
     server_log = open(settings.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the child
     agent_log = open(settings.data_dir / "agent.log", "ab")  # noqa: SIM115
     server = _child(server_argv, server_log)
     agent: subprocess.Popen[bytes] | None = None
     try:
         api_port, agent_port = split_listen(settings.listen)[1], split_listen(settings.agent_listen)[1]
-        _wait_for([api_port, agent_port], server)
+        _wait_for([api_port, agent_port], server, settings.data_dir / "server.log")
         agent_host = f"127.0.0.1:{agent_port}"
         if not (state_dir / "identity.json").exists():
             code, activation_id = asyncio.run(_activation(settings, region))

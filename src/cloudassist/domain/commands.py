@@ -99,8 +99,10 @@ def decode_content(value: str, encoding: ContentEncoding) -> bytes:
 
 
 def check_content_size(raw: bytes) -> None:
-    if len(base64.b64encode(raw)) > MAX_CONTENT_BASE64:
-        raise ApiError.of("CmdContent.ExceedLimit")
+    if (size := len(base64.b64encode(raw))) > MAX_CONTENT_BASE64:
+        raise ApiError.of("CmdContent.ExceedLimit").because(
+            f"CommandContent is {size} bytes in Base64; at most {MAX_CONTENT_BASE64} (24 KB)."
+        )
 
 
 def encode_content(raw: bytes, encoding: ContentEncoding) -> str:
@@ -138,22 +140,26 @@ def check_lengths(
 ) -> None:
     """The documented length limits of a command's text attributes."""
     if name is not None and len(name) > MAX_NAME:
-        raise ApiError.of("CmdName.ExceedLimit")
+        raise ApiError.of("CmdName.ExceedLimit").because(f"Name is {len(name)} characters; at most {MAX_NAME}.")
     if description is not None and len(description) > MAX_DESCRIPTION:
-        raise ApiError.of("CmdDesc.ExceedLimit")
+        raise ApiError.of("CmdDesc.ExceedLimit").because(
+            f"Description is {len(description)} characters; at most {MAX_DESCRIPTION}."
+        )
     if working_dir is not None and (len(working_dir) > MAX_WORKING_DIR or "\x00" in working_dir):
         raise ApiError.of("InvalidParameter.WorkingDir")
     if launcher is not None and len(launcher.encode()) > MAX_LAUNCHER:
         raise ApiError.of("InvalidLauncher.LengthLimitExceeded")
     if username is not None and len(username) > MAX_USERNAME:
-        raise ApiError.of("Username.ExceedLimit")
+        raise ApiError.of("Username.ExceedLimit").because(
+            f"Username is {len(username)} characters; at most {MAX_USERNAME}."
+        )
 
 
 def check_timeout(timeout: int, maximum: int) -> None:
     if timeout < MIN_TIMEOUT:
         raise ApiError.invalid("Timeout", f"The value must be at least {MIN_TIMEOUT} seconds.")
     if timeout > maximum:
-        raise ApiError.of("InvalidTimeout.ExceedLimit")
+        raise ApiError.of("InvalidTimeout.ExceedLimit").because(f"Timeout {timeout} s; at most {maximum} s.")
 
 
 _PLACEHOLDER = re.compile(rb"\{\{\s*(.*?)\s*\}\}", re.DOTALL)

@@ -120,26 +120,50 @@ def _next_run(frequency: str, *, after: datetime, created: datetime, local_zone:
 def check_frequency(expression: str, timeout: int, now: datetime) -> None:
     """InvalidParam.Frequency unless `expression` is a valid rate, at or cron schedule for `timeout`: a rate
     of 60 s to 7 days and longer than the timeout; a cron whose runs are at least 10 s and at least the
-    timeout apart (`cron_interval`, from `now`)."""
+    timeout apart (`cron_interval`, from `now`). The error's message names the rule that failed and the value."""
     text = expression.strip()
     try:
-        seconds = rate_seconds(text)
-        if seconds is not None:
-            if not MIN_RATE.total_seconds() <= seconds <= MAX_RATE.total_seconds() or seconds <= timeout:
-                raise ValueError("rate interval out of range")
-            return
-        if text.startswith("rate("):
-            raise ValueError("malformed rate")
-        if _AT.match(text):
+        _check_frequency(text, timeout, now)
+    except ValueError as exc:
+        raise ApiError.of("InvalidParam.Frequency").because(f"Frequency {text!r}: {exc}") from None
+
+
+def _check_frequency(text: str, timeout: int, now: datetime) -> None:
+    seconds = rate_seconds(text)
+    if seconds is not None:
+        if not MIN_RATE.total_seconds() <= seconds <= MAX_RATE.total_seconds():
+            raise ValueError(f"a rate runs every {seconds} s; it must be from 60 s to 7 days (604800 s).")
+        if seconds <= timeout:
+            raise ValueError(f"a rate runs every {seconds} s, which must be longer than {_timeout(timeout)}; give a "
+                             f"longer rate or a shorter Timeout.")
+        return
+    if text.startswith("rate("):
+        raise ValueError("a rate is rate(N) with N followed by s, m, h or d, e.g. rate(5m).")
+    if _AT.match(text):
+        try:
             parse_at(text)
-            return
-        if text.startswith("at("):
-            raise ValueError("malformed at")
+        except ValueError as exc:
+            raise ValueError(f"not a time of at(YYYY-MM-DD HH:MM:SS [time zone]): {exc}") from None
+        return
+    if text.startswith("at("):
+        raise ValueError("a one-time schedule is at(YYYY-MM-DD HH:MM:SS [time zone]).")
+    try:
         interval = cron_interval(text, now)
-        if interval is not None and (interval < MIN_CRON_INTERVAL or interval.total_seconds() < timeout):
-            raise ValueError("cron runs closer together than 10 s or than the timeout")
-    except ValueError:
-        raise ApiError.of("InvalidParam.Frequency") from None
+    except ValueError as exc:
+        raise ValueError(f"not a cron expression (seconds minutes hours day month weekday [year] [zone]): {exc}") \
+            from None
+    if interval is not None and interval < MIN_CRON_INTERVAL:
+        raise ValueError(f"its runs come {interval.total_seconds():g} s apart; they must be at least 10 s apart.")
+    if interval is not None and interval.total_seconds() < timeout:
+        raise ValueError(f"its runs come {interval.total_seconds():g} s apart, which must be at least "
+                         f"{_timeout(timeout)}; space the runs further or give a shorter Timeout.")
+
+
+def _timeout(timeout: int) -> str:
+    from cloudassist.domain.commands import DEFAULT_TIMEOUT  # only on this error path
+
+    return f"the task's Timeout of {timeout} s" + (" (the default when Timeout is not given)"
+                                                   if timeout == DEFAULT_TIMEOUT else "")
 
 
 def agent_schedule(repeat_mode: str, frequency: str) -> tuple[str, str]:

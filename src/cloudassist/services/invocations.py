@@ -128,7 +128,7 @@ class InvocationService:
         rules.check_resource_group(options.resource_group_id)
         rules.check_container(options.container_id, options.container_name)
         if len(options.frequency) > MAX_FREQUENCY:
-            raise ApiError.of("InvalidParam.Frequency")
+            raise ApiError.of("InvalidParam.Frequency").because(_frequency_too_long(options.frequency))
 
     async def _idempotent(self, scope: Scope, idem: Idempotency | None, create: Callable[[Tx], Any]) -> Started:
         """Run `create` once per ClientToken: a retry with the same parameters gets the first answer."""
@@ -235,13 +235,17 @@ class InvocationService:
             if not found:
                 raise ApiError.of("InvalidResourceTag.InstanceNotFound")
             if len(found) > limit:
-                raise ApiError.of("InstanceIds.ExceedLimit")
+                raise ApiError.of("InstanceIds.ExceedLimit").because(
+                    f"ResourceTag selects more than {limit} instances; at most {limit} per call."
+                )
             return sorted(m.instance_id for m in found)
         unique = list(dict.fromkeys(targets.instance_ids))
         if not unique:
             raise ApiError.of("MissingParam.InstanceId")
         if len(unique) > limit:
-            raise ApiError.of("InstanceIds.ExceedLimit")
+            raise ApiError.of("InstanceIds.ExceedLimit").because(
+                f"{len(unique)} instances given; at most {limit} per call."
+            )
         return unique
 
     async def describe_invocation_results(
@@ -337,7 +341,7 @@ class InvocationService:
         now = self.ctx.clock.now()
         with modify_errors():
             if change.frequency is not None and len(change.frequency) > MAX_FREQUENCY:
-                raise ApiError.of("InvalidParam.Frequency")
+                raise ApiError.of("InvalidParam.Frequency").because(_frequency_too_long(change.frequency))
         async with self.ctx.store.write() as tx:
             earlier = None if idempotency is None else await idempotency.claim(tx, scope.account_id, now)
             if earlier is not None:
@@ -515,7 +519,12 @@ def modify_errors() -> Iterator[None]:
         code = MODIFY_CODES.get(exc.code)
         if code is None:
             raise
-        raise ApiError.of(code) from exc
+        error = ApiError.of(code)
+        raise (error.because(exc.detail) if exc.detail else error) from exc
+
+
+def _frequency_too_long(frequency: str) -> str:
+    return f"Frequency is {len(frequency)} characters long; at most {MAX_FREQUENCY}."
 
 
 def _replace(inv: Invocation, tags: tuple[Tag, ...], results: Sequence[InvocationResult]) -> Invocation:

@@ -28,7 +28,10 @@ async def take_invocation(ctx: Context, tx: Tx, scope: Scope, *, dry_run: bool =
     else:
         allowed = await counters.take_invocation(scope.account_id, scope.region_id, day, limit)
     if not allowed:
-        raise ApiError.of("Invocation.ExceedQuota")
+        raise ApiError.of("Invocation.ExceedQuota").because(
+            f"The quota is {limit} tasks per region per UTC day (CLOUDASSIST_INVOCATION_QUOTA_DAILY); "
+            f"{scope.region_id} has used it on {day}."
+        )
 
 
 async def check_commands(ctx: Context, tx: Tx, account_id: int, region_id: str) -> None:
@@ -40,5 +43,8 @@ async def check_commands(ctx: Context, tx: Tx, account_id: int, region_id: str) 
     if quota <= 0:
         return
     await tx.commands.lock_kept(account_id, region_id)
-    if await tx.commands.count_kept(account_id, region_id) >= quota:
-        raise ApiError.of("CmdCount.ExceedQuota")
+    if (held := await tx.commands.count_kept(account_id, region_id)) >= quota:
+        raise ApiError.of("CmdCount.ExceedQuota").because(
+            f"The quota is {quota} commands per region (CLOUDASSIST_COMMAND_QUOTA); {region_id} holds {held}: "
+            f"delete some (DeleteCommand) first."
+        )

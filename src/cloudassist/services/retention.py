@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cloudassist import metrics
 from cloudassist.domain.files import RETENTION as FILE_RETENTION
 from cloudassist.services.commands import TASK_ENDED
 from cloudassist.services.context import Context
@@ -198,8 +199,13 @@ class RetentionJob:
             try:
                 done = await self.run_once()
             except Exception:
+                metrics.RETENTION_RUNS.labels("failed").inc()
                 log.exception("retention pass failed; will retry")
                 continue
+            metrics.RETENTION_RUNS.labels("ok").inc()
+            for what, n in (("records", done.records), ("tasks", done.tasks), ("commands", done.commands),
+                            ("tokens", done.tokens)):
+                metrics.RETENTION_DELETED.labels(what).inc(n)
             if done.records or done.tasks or done.tokens or done.commands:
                 log.info(
                     "retention: deleted %d records, %d tasks, %d unkept commands, %d client tokens in %.2fs "

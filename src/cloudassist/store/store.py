@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloudassist.errors import ApiError
+from cloudassist.metrics import db_time
 from cloudassist.store import migrate
 from cloudassist.store._base import Conn
 from cloudassist.store.accounts import Accounts
@@ -135,20 +136,21 @@ class Store:
         PostgreSQL: REPEATABLE READ, which never fails a transaction that only reads), so e.g. a page and its
         TotalCount agree."""
         if self.inline is not None:
-            with self._translated_sync(), self.inline.connect() as sync, sync.begin():
+            with db_time("read"), self._translated_sync(), self.inline.connect() as sync, sync.begin():
                 yield Tx(InlineConnection(sync))
             return
         async with self._translated(), self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                yield Tx(conn)
+            with db_time("read"):
+                async with conn.begin():
+                    yield Tx(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """A transaction that writes; on SQLite it holds the write lock from its first statement."""
         if self.inline is not None:
             async with self._exclusive(), self._translated():
-                with self.inline.connect() as plain:
+                with db_time("write"), self.inline.connect() as plain:
                     sync = plain.execution_options(sqlite_begin="IMMEDIATE")
                     await begin_immediate(sync)
                     try:
@@ -162,10 +164,11 @@ class Store:
             return
         async with self._exclusive(), self._translated(), self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
-                tx = Tx(conn)
-                yield tx
-                await tx.finish()
+            with db_time("write"):
+                async with conn.begin():
+                    tx = Tx(conn)
+                    yield tx
+                    await tx.finish()
 
     async def batch(self, work: Callable[[Tx], Awaitable[T]], key: str = "") -> T:
         """Apply a small write in a transaction it may share with other concurrent writes (group commit); its

@@ -63,6 +63,10 @@ class KickHub:
     def connected(self, instance_id: str) -> bool:
         return bool(self._sockets.get(instance_id))
 
+    def count(self) -> int:
+        """Instances with an agent connected here (the metric `cloudassist_agents_connected`)."""
+        return len(self._sockets)
+
     def kick(self, instance_ids: Iterable[str]) -> None:
         """Kick these instances' agents, here and (through the channel) on every other server sharing the store."""
         wanted = set(instance_ids)

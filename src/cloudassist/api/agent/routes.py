@@ -145,6 +145,7 @@ class AgentEndpoints:
             if path == "instance/register":
                 return await self._registration(request, address)
             signed = await self._verify(request.headers)
+            request.scope["cloudassist.instance"] = signed.instance_id  # for the access line (app.AccessLog)
             return await self.route(path, request, signed)
         except AgentAuthError as exc:
             self.throttle.failed(address)

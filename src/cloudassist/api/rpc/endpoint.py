@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from cloudassist import ids
+from cloudassist import ids, logs, metrics
 from cloudassist.api.failures import log_internal_error
 from cloudassist.api.rpc import envelope, params
 from cloudassist.api.rpc.actions import ACTIONS, FAMILY, Call
@@ -41,7 +41,7 @@ class _Logged:
 
     action: str = ""
     key_id: str = ""
-    account: int | None = None
+    account: str = ""
     code: str = ""
 
 
@@ -134,12 +134,16 @@ class RpcEndpoint:
             log_internal_error(log, f"request {request_id}", exc)
             call.code = "InternalError"
             response = envelope.error(ApiError.of("InternalError"), request_id, self.ctx.settings.host_id, fmt)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "api RequestId=%s Action=%s AccessKeyId=%s account=%s code=%s status=%d ms=%.1f",
-                request_id, call.action, call.key_id, call.account, call.code or "OK", response.status_code,
-                (time.perf_counter() - began) * 1e3,
-            )
+        ms = (time.perf_counter() - began) * 1e3
+        action = call.action if call.action in ACTIONS or call.action in FAMILY else "other"
+        code = call.code or "OK"
+        metrics.api_call(action, code, ms / 1e3)
+        logs.access(
+            "api RequestId=%s Action=%s account=%s AccessKeyId=%s code=%s status=%d ms=%.1f",
+            request_id, action, call.account or "-", call.key_id or "-", code, response.status_code, ms,
+            kind="api", request_id=request_id, action=action, account=call.account, access_key_id=call.key_id,
+            code=code, status=response.status_code, ms=round(ms, 1),
+        )
         return response
 
     async def dispatch(
@@ -147,6 +151,8 @@ class RpcEndpoint:
     ) -> tuple[str, dict[str, object]]:
         """Authenticate, then run the action. An address that failed to authenticate too often is refused before
         its signature is checked (edge/throttle.py)."""
+        if call is not None:  # the name alone: an unknown one is logged as `other`, never echoed
+            call.action = str(rpc.action or "")
         wait = self.throttle.retry_after(address)
         if wait:
             raise Throttled(math.ceil(wait))
@@ -156,7 +162,7 @@ class RpcEndpoint:
             self.throttle.failed(address)
             raise
         if call is not None:
-            call.key_id, call.account, call.action = key.access_key_id, key.account_id, str(rpc.action or "")
+            call.key_id, call.account = key.access_key_id, key.account_name
         name = rpc.action
         if not name:
             raise ApiError.of("MissingParameter", name="Action", http_status=400)
