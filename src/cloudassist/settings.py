@@ -170,6 +170,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "grace_seconds", 60, int, "How long past Timeout a running task may go unreported before the server ends it."
     ),
+    Setting(
+        "console_session_hours",
+        12,
+        int,
+        "How long a sign-in to the web console (/console/) lasts; signing out ends it at once.",
+    ),
 )
 
 
@@ -211,6 +217,7 @@ class Settings:
     auth_throttle_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
+    console_session_hours: int = 12
 
     @property
     def database_url(self) -> str:

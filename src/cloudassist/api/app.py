@@ -13,12 +13,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from cloudassist import ids, metrics
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.rpc import actions, envelope
 from cloudassist.api.rpc.endpoint import RpcEndpoint
+from cloudassist.console.app import create_console
 from cloudassist.errors import ApiError
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context
@@ -65,6 +66,7 @@ def create_app(ctx: Context) -> Starlette:
             Route("/healthz", probes.healthz, methods=["GET", "HEAD"]),
             Route("/readyz", probes.readyz, methods=["GET", "HEAD"]),
             Route("/metrics", probes.metrics, methods=["GET"]),
+            Mount("/console", app=create_console(ctx)),  # the web console (console/)
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.instances import ManagedInstance
@@ -43,6 +43,8 @@ class InstanceFilter:
     #: With `online_since`: only instances whose last heart-beat is (True) or is not (False) that recent.
     connected: bool | None = None
     online_since: datetime | None = None
+    #: Part of the id, name, host name or an address, in any case (the console's search box).
+    search: str | None = None
 
 
 class Instances(Repository):
@@ -94,6 +96,10 @@ class Instances(Repository):
             where.append(func.lower(M.os_type) == f.os_type.lower())
         if f.instance_ip:
             where.append((M.intranet_ip == f.instance_ip) | (M.internet_ip == f.instance_ip))
+        if f.search:
+            pattern = "%" + f.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            columns = (M.instance_id, M.instance_name, M.hostname, M.intranet_ip, M.internet_ip)
+            where.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
         return where + tagged_with(f.account_id, "managedinstance", M.instance_id, f.tags)
 
     async def list(self, f: InstanceFilter, offset: int, limit: int) -> list[ManagedInstance]:

@@ -28,6 +28,7 @@ from cloudassist.store.instances import Instances
 from cloudassist.store.invocations import Invocations
 from cloudassist.store.nonces import Nonces
 from cloudassist.store.results import Results
+from cloudassist.store.sessions import Sessions
 from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
 
@@ -97,6 +98,10 @@ class Tx:
     @property
     def files(self) -> Files:
         return Files(self.conn)
+
+    @property
+    def sessions(self) -> Sessions:
+        return Sessions(self.conn)
 
 
 class Store:

@@ -338,3 +338,17 @@ client_tokens = Table(
     Column("response", Text, nullable=False),
     Column("creation_time", Time, nullable=False, index=True),
 )
+
+#: Signed-in browser sessions of the web console: the SHA-256 of the cookie's token (the token itself is never
+#: stored), whose account and key it acts as, its CSRF token and the region it looks at; deleted on sign-out.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("access_key_id", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    Column("expires_at", Time, nullable=False, index=True),
+)
