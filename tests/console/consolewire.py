@@ -32,8 +32,13 @@ class Browser:
         form = await self.client.get("/console/signin")
         answer = await self.client.post(
             "/console/signin",
-            data={"csrf": csrf_of(form.text), "access_key_id": key_id, "access_key_secret": secret,
-                  "region": region, "next": "/console/instances"},
+            data={
+                "csrf": csrf_of(form.text),
+                "access_key_id": key_id,
+                "access_key_secret": secret,
+                "region": region,
+                "next": "/console/instances",
+            },
         )
         if answer.status_code == 303:
             page = await self.client.get("/console/instances")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conftest import AK, B_SECRET, BK, SECRET, Accounts
 from consolewire import browser_of, csrf_of
 
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context
+from conftest import AK, B_SECRET, BK, SECRET, Accounts
 
 
 async def _run(ctx: Context, key: str, secret: str, instance: str) -> str:
@@ -29,7 +29,9 @@ async def test_session_cookie_is_httponly_strict_and_scoped(ctx: Context, accoun
     assert answer.status_code == 303
     cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("ca_session="))
     flags = [part.strip().lower() for part in cookie.split(";")]
-    assert "httponly" in flags and "samesite=strict" in flags and "path=/console/" in flags
+    assert "httponly" in flags
+    assert "samesite=strict" in flags
+    assert "path=/console/" in flags
     assert "secure" not in flags
     assert SECRET not in cookie
 
@@ -64,7 +66,8 @@ async def test_disabled_key_cannot_sign_in_and_its_sessions_end(ctx: Context, ac
     assert (await browser.sign_in(BK, B_SECRET)).status_code == 303
     await AccessService(ctx).set_enabled(BK, False)
     answer = await browser.client.get("/console/instances")
-    assert answer.status_code == 303 and answer.headers["location"].startswith("/console/signin")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/signin")
     assert (await browser_of(ctx).sign_in(BK, B_SECRET)).status_code == 401
 
 
@@ -106,7 +109,8 @@ async def test_another_accounts_invocation_is_404(ctx: Context, accounts: Accoun
     a = browser_of(ctx)
     await a.sign_in(AK, SECRET)
     page = await a.client.get(base)
-    assert page.status_code == 200 and accounts.a_instance in page.text
+    assert page.status_code == 200
+    assert accounts.a_instance in page.text
 
 
 async def test_signed_out_cookie_is_refused(ctx: Context, accounts: Accounts) -> None:
@@ -121,7 +125,8 @@ async def test_signed_out_cookie_is_refused(ctx: Context, accounts: Accounts) ->
     replay = browser_of(ctx)
     replay.client.cookies.set("ca_session", token, path="/console/")
     page = await replay.client.get("/console/instances")
-    assert page.status_code == 303 and page.headers["location"].startswith("/console/signin")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/console/signin")
     assert (await replay.client.get(f"/console/invocations/{invoke_id}/events")).status_code == 401
     answer = await replay.client.post("/console/run", data={"csrf": browser.csrf, "content": "id"})
     assert answer.status_code == 401
@@ -135,7 +140,8 @@ async def test_pages_forbid_framing_and_foreign_scripts(ctx: Context, accounts: 
         answer = await browser.client.get(path)
         assert answer.status_code == 200, path
         policy = answer.headers["content-security-policy"]
-        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "default-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
         assert answer.headers["cache-control"] == "no-store"
         csrf_of(answer.text)
 

@@ -4,6 +4,7 @@ activations, with the exact commands that install and register an agent with a n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from starlette.responses import Response
 
@@ -38,8 +39,13 @@ async def instances(visit: Visit) -> Response:
     number = page_number(visit)
     found = await InstanceService(visit.ctx).describe_managed_instances(f, Page(number, PAGE_SIZE, False, None))
     return visit.page(
-        "instances.html", instances=found.instances, total=found.total, number=number,
-        pages=max(1, -(-found.total // PAGE_SIZE)), now=visit.ctx.clock.now(), os_types=OS_TYPES,
+        "instances.html",
+        instances=found.instances,
+        total=found.total,
+        number=number,
+        pages=max(1, -(-found.total // PAGE_SIZE)),
+        now=visit.ctx.clock.now(),
+        os_types=OS_TYPES,
         query=dict(visit.request.query_params),
     )
 
@@ -57,10 +63,16 @@ async def activations(visit: Visit, created: NewActivation | None = None, error:
     found = await ActivationService(visit.ctx).describe_activations(
         ActivationFilter(visit.scope.account_id, visit.scope.region_id), Page(number, PAGE_SIZE, False, None)
     )
-    context = {
-        "activations": found.activations, "total": found.total, "number": number,
-        "pages": max(1, -(-found.total // PAGE_SIZE)), "created": created, "now": visit.ctx.clock.now(),
-        "server": agent_address(visit), "ca": ca_text(visit), "form": visit.form,
+    context: dict[str, Any] = {
+        "activations": found.activations,
+        "total": found.total,
+        "number": number,
+        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "created": created,
+        "now": visit.ctx.clock.now(),
+        "server": agent_address(visit),
+        "ca": ca_text(visit),
+        "form": visit.form,
     }
     if error is not None:
         return visit.failed("activations.html", error, **context)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from cloudassist.console import forms
@@ -30,9 +32,13 @@ async def commands(visit: Visit, error: ApiError | None = None) -> Response:
     name = visit.value("name") if visit.request.method == "GET" else ""
     f = CommandFilter(visit.scope.account_id, visit.scope.region_id, name=f"*{name}*" if name else None)
     found = await CommandService(visit.ctx).describe_commands(f, Page(number, PAGE_SIZE, False, None))
-    context = {
-        "commands": found.commands, "total": found.total, "number": number,
-        "pages": max(1, -(-found.total // PAGE_SIZE)), "types": forms.COMMAND_TYPES, "form": visit.form,
+    context: dict[str, Any] = {
+        "commands": found.commands,
+        "total": found.total,
+        "number": number,
+        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "types": forms.COMMAND_TYPES,
+        "form": visit.form,
         "query": dict(visit.request.query_params),
     }
     if error is not None:
@@ -45,9 +51,7 @@ async def create_command(visit: Visit) -> Response:
         spec = forms.command_spec(visit)
         if not spec.name:
             raise ApiError.missing("Name")
-        await CommandService(visit.ctx).create_command(
-            visit.scope, spec, forms.tags(visit, "tags"), idempotency=None
-        )
+        await CommandService(visit.ctx).create_command(visit.scope, spec, forms.tags(visit, "tags"), idempotency=None)
     except ApiError as error:
         return await commands(visit, error)
     return redirect(f"{PATH}commands")
@@ -72,9 +76,14 @@ async def files(visit: Visit, error: ApiError | None = None) -> Response:
     fleet = await InstanceService(visit.ctx).describe_managed_instances(
         InstanceFilter(visit.scope.account_id, visit.scope.region_id), Page(1, 50, False, None)
     )
-    context = {
-        "tasks": found.tasks, "total": found.total, "number": number, "pages": max(1, -(-found.total // PAGE_SIZE)),
-        "instances": fleet.instances, "form": visit.form, "picked": set(visit.values("instance")),
+    context: dict[str, Any] = {
+        "tasks": found.tasks,
+        "total": found.total,
+        "number": number,
+        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "instances": fleet.instances,
+        "form": visit.form,
+        "picked": set(visit.values("instance")),
     }
     if error is not None:
         return visit.failed("files.html", error, **context)

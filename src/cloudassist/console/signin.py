@@ -51,12 +51,27 @@ class SignIn:
         self.sessions = SessionService(ctx)
         self.throttle = Throttle("console", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
 
-    def _form(self, request: Request, status: int = 200, error: str = "", key_id: str = "", region: str = "",
-              target: str = PATH) -> Response:
+    def _form(
+        self,
+        request: Request,
+        status: int = 200,
+        error: str = "",
+        key_id: str = "",
+        region: str = "",
+        target: str = PATH,
+    ) -> Response:
         token = secrets.token_urlsafe(24)
-        response = render(request, "signin.html", status, problem=error, key_id=key_id, pre=token,
-                          region=region or default_region(self.ctx), regions=self.ctx.settings.regions,
-                          next=safe_next(target))
+        response = render(
+            request,
+            "signin.html",
+            status,
+            problem=error,
+            key_id=key_id,
+            pre=token,
+            region=region or default_region(self.ctx),
+            regions=self.ctx.settings.regions,
+            next=safe_next(target),
+        )
         set_cookie(response, request, PRE, token, 3600)
         return response
 
@@ -88,8 +103,9 @@ class SignIn:
         signed = await self.sessions.sign_in(key_id, field("access_key_secret"), region)
         if signed is None:
             self.throttle.failed(address)
-            return self._form(request, 401, "Wrong AccessKeyId or AccessKeySecret, or the key is disabled.", key_id,
-                              region, target)
+            return self._form(
+                request, 401, "Wrong AccessKeyId or AccessKeySecret, or the key is disabled.", key_id, region, target
+            )
         token, session = signed
         response = redirect(safe_next(target))
         set_cookie(response, request, COOKIE, token, int((session.expires_at - self.ctx.clock.now()).total_seconds()))

@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from cloudassist.clock import iso
 from cloudassist.console.tasks import find, not_found
 from cloudassist.console.visit import HEADERS, Visit
-from cloudassist.domain.invocations import InvocationResult
+from cloudassist.domain.invocations import Invocation, InvocationResult
 from cloudassist.services.sessions import SessionService
 
 INTERVAL: Final = 0.5
@@ -91,7 +91,7 @@ async def events(visit: Visit) -> Response:
 
     async def stream() -> AsyncIterator[bytes]:
         seen: dict[str, _Seen] = {}
-        inv = first
+        inv: Invocation | None = first
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LIFETIME
         ticks, told = 0, ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from starlette.responses import Response
 
@@ -46,7 +46,7 @@ async def run_form(visit: Visit, error: ApiError | None = None, status: int = 20
         )
         command = commands.commands[0][0] if commands.commands else None
     picked = set(visit.values("instance"))
-    context = {
+    context: dict[str, Any] = {
         "instances": found.instances,
         "picked": picked,
         "command": command,
@@ -70,8 +70,13 @@ async def run(visit: Visit) -> Response:
             started = await service.invoke_command(visit.scope, command_id, options, targets, tags, idempotency=None)
         else:
             started = await service.run_command(
-                visit.scope, forms.command_spec(visit), options, targets, tags,
-                keep_command=visit.value("keep_command") == "on", idempotency=None,
+                visit.scope,
+                forms.command_spec(visit),
+                options,
+                targets,
+                tags,
+                keep_command=visit.value("keep_command") == "on",
+                idempotency=None,
             )
     except ApiError as error:
         return await run_form(visit, error)
@@ -96,8 +101,14 @@ async def invocations(visit: Visit) -> Response:
     found = await InvocationService(visit.ctx).describe_invocations(f, Page(number, PAGE_SIZE, False, None))
     pages = max(1, -(-found.total // PAGE_SIZE))
     return visit.page(
-        "invocations.html", invocations=found.invocations, total=found.total, number=number, pages=pages,
-        statuses=TASK_STATUSES, modes=forms.REPEAT_MODES, query=dict(visit.request.query_params),
+        "invocations.html",
+        invocations=found.invocations,
+        total=found.total,
+        number=number,
+        pages=pages,
+        statuses=TASK_STATUSES,
+        modes=forms.REPEAT_MODES,
+        query=dict(visit.request.query_params),
     )
 
 
@@ -120,8 +131,13 @@ async def invocation(visit: Visit) -> Response:
     history = None
     number = page_number(visit)
     if inv.repeat_mode in (RepeatMode.PERIOD, RepeatMode.EVERY_REBOOT):
-        f = ResultFilter(account_id=visit.scope.account_id, region_id=visit.scope.region_id,
-                         not_before=visit.ctx.clock.now(), min_seq=0, invoke_id=invoke_id)
+        f = ResultFilter(
+            account_id=visit.scope.account_id,
+            region_id=visit.scope.region_id,
+            not_before=visit.ctx.clock.now(),
+            min_seq=0,
+            invoke_id=invoke_id,
+        )
         history = await InvocationService(visit.ctx).describe_invocation_results(
             f, Page(number, PAGE_SIZE, False, None), include_history=True
         )
@@ -146,15 +162,29 @@ async def rerun(visit: Visit) -> Response:
     if inv is None:
         return not_found(visit)
     spec = CommandSpec(
-        name=inv.command_name, description=inv.command_description, type=inv.command_type, content=inv.content,
-        working_dir=inv.working_dir, timeout=inv.timeout, enable_parameter=False, launcher=inv.launcher,
+        name=inv.command_name,
+        description=inv.command_description,
+        type=inv.command_type,
+        content=inv.content,
+        working_dir=inv.working_dir,
+        timeout=inv.timeout,
+        enable_parameter=False,
+        launcher=inv.launcher,
         resource_group_id=inv.resource_group_id,
     )
     options = RunOptions(
-        repeat_mode=inv.repeat_mode, frequency=inv.frequency, parameters={}, timeout=inv.timeout,
-        working_dir=inv.working_dir, username=inv.username, windows_password_name=inv.windows_password_name,
-        termination_mode=inv.termination_mode, launcher=inv.launcher, container_id=inv.container_id,
-        container_name=inv.container_name, resource_group_id=inv.resource_group_id,
+        repeat_mode=inv.repeat_mode,
+        frequency=inv.frequency,
+        parameters={},
+        timeout=inv.timeout,
+        working_dir=inv.working_dir,
+        username=inv.username,
+        windows_password_name=inv.windows_password_name,
+        termination_mode=inv.termination_mode,
+        launcher=inv.launcher,
+        container_id=inv.container_id,
+        container_name=inv.container_name,
+        resource_group_id=inv.resource_group_id,
     )
     targets = Targets([r.instance_id for r in inv.results])
     try:

@@ -47,8 +47,9 @@ class Sessions(Repository):
     async def live(self, token_hash: str, now: datetime) -> ConsoleSession | None:
         """The session of this token hash, if it has not expired and its key is still enabled."""
         stmt = (
-            select(S.token_hash, S.account_id, accounts.c.name, S.access_key_id, S.csrf_token, S.region_id,
-                   S.expires_at)
+            select(
+                S.token_hash, S.account_id, accounts.c.name, S.access_key_id, S.csrf_token, S.region_id, S.expires_at
+            )
             .join(accounts, accounts.c.account_id == S.account_id)
             .join(access_keys, access_keys.c.access_key_id == S.access_key_id)
             .where(S.token_hash == token_hash, S.expires_at > now, access_keys.c.enabled.is_(True))
