@@ -1,0 +1,113 @@
+"""The web console end to end, in a real headless Chromium against a live server and a real agent: sign in, see
+the fleet, register an agent with the commands an activation shows, run a command and watch its output arrive
+while it runs, stop a running one, sign out. Every request the pages make goes to the server itself."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from acceptance.agents import Agent, agents
+from acceptance.browser import chromium
+from acceptance.sdk import AK, SECRET, Server
+from cloudassist.testing import wait_for
+
+#: Generous: the machine is shared, and an agent reports running output about once a second.
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def page(server: Server) -> Iterator[Page]:
+    """A fresh browser page; on the way out, no request of it went anywhere but this server."""
+    base = f"http://{server.endpoint}"
+    with chromium() as browser:
+        context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+        seen: list[str] = []
+        context.on("request", lambda request: seen.append(request.url))
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        yield page
+        context.close()
+    foreign = [url for url in seen if not url.startswith(base + "/")]
+    assert not foreign, foreign
+
+
+def sign_in(page: Page) -> None:
+    page.goto("/console/")
+    expect(page).to_have_url(re.compile(r"/console/signin"))
+    page.fill("input[name=access_key_id]", AK)
+    page.fill("input[name=access_key_secret]", SECRET)
+    page.click("#signin")
+    expect(page.locator("h1")).to_contain_text("Fleet")
+
+
+def register_from_console(page: Page, server: Server, agent: Agent) -> Agent:
+    """Create an activation in the console and register a real agent with the id and code its commands show."""
+    page.click("text=Activations")
+    page.fill("input[name=instance_count]", "1")
+    page.fill("input[name=description]", "browser test")
+    page.click("#create")
+    install = page.locator("#install").inner_text()
+    code = re.search(r"CLOUDASSIST_ACTIVATION_CODE='([^']+)'", install)
+    activation = re.search(r"--activation-id (\S+)", install)
+    assert code, install
+    assert activation, install
+    assert f"--server {server.live.agent_endpoint}" in install
+    assert "BEGIN CERTIFICATE" in install
+    agent.register(server.live, activation.group(1), code.group(1)).start()
+    wait_for(agent.connected, 60, f"agent {agent.instance_id} to connect")
+    return agent
+
+
+def run(page: Page, instance_id: str, script: str) -> str:
+    """Run `script` on the instance through the run form; the new invocation's id (its page is open)."""
+    page.goto("/console/run")
+    page.fill("textarea[name=content]", script)
+    page.check(f"input[name=instance][value={instance_id}]")
+    page.fill("input[name=timeout]", "300")
+    page.click("#run")
+    expect(page).to_have_url(re.compile(r"/console/invocations/t-"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def test_sign_in_run_watch_stop_sign_out(server: Server, page: Page, tmp_path: Path) -> None:
+    """The operator's round trip, in the browser alone (no SDK call anywhere)."""
+    sign_in(page)
+    with agents(tmp_path) as made:
+        agent = register_from_console(page, server, made.new("console"))
+        page.goto(f"/console/instances?q={agent.instance_id}")
+        row = page.locator(f"tr[data-instance={agent.instance_id}]")
+        expect(row.locator(".state")).to_have_text("online")
+
+        # output streams while the command runs: the first line shows before the last is written
+        run(page, agent.instance_id, "echo first-line; sleep 5; echo last-line")
+        result = page.locator(f"section.result[data-instance={agent.instance_id}]")
+        output = result.locator("[data-field=output]")
+        expect(output).to_contain_text("first-line")
+        assert "last-line" not in output.inner_text()
+        expect(result.locator("[data-field=status]")).to_have_text("Running")
+        expect(output).to_contain_text("last-line")
+        expect(result.locator("[data-field=status]")).to_have_text("Success")
+        expect(result.locator("[data-field=exit_code]")).to_have_text("0")
+        expect(page.locator("#task-status")).to_have_text("Success")
+        expect(page.locator("#results")).to_have_attribute("data-state", "end")
+
+        # stop a running one: its agent kills it, the record ends Terminated
+        run(page, agent.instance_id, "echo started; sleep 300; echo never")
+        expect(result.locator("[data-field=output]")).to_contain_text("started")
+        page.click("#stop")
+        expect(result.locator("[data-field=status]")).to_have_text("Terminated")
+        expect(page.locator("#task-status")).to_have_text("Stopped")
+        assert "never" not in result.locator("[data-field=output]").inner_text()
+
+        page.click("text=Invocations")
+        expect(page.locator("#invocations tbody tr")).to_have_count(2)
+
+        page.click("#signout")
+        expect(page).to_have_url(re.compile(r"/console/signin"))
+        page.goto("/console/instances")
+        expect(page).to_have_url(re.compile(r"/console/signin"))
