@@ -72,7 +72,7 @@ async def activations(visit: Visit, created: NewActivation | None = None, error:
         "now": visit.ctx.clock.now(),
         "server": agent_address(visit),
         "ca": ca_text(visit),
-        "form": visit.form,
+        "form": {} if created else visit.form,
     }
     if error is not None:
         return visit.failed("activations.html", error, **context)
