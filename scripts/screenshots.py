@@ -57,18 +57,27 @@ def main() -> None:
             install = page.locator("#install").inner_text()
             code = re.search(r"CLOUDASSIST_ACTIVATION_CODE='([^']+)'", install)
             activation = re.search(r"--activation-id (\S+)", install)
-            assert code is not None and activation is not None
+            assert code is not None
+            assert activation is not None
             shoot(page, out, "activations")
             agent = made.new("web-1").register(live, activation.group(1), code.group(1)).start()
             wait_for(agent.connected, 60, "the agent to connect")
-            live.api(Action="TagResources", ResourceType="managedinstance", **{
-                "ResourceId.1": agent.instance_id, "Tag.1.Key": "env", "Tag.1.Value": "prod",
-                "Tag.2.Key": "role", "Tag.2.Value": "web"})
+            live.api(
+                Action="TagResources",
+                ResourceType="managedinstance",
+                **{
+                    "ResourceId.1": agent.instance_id,
+                    "Tag.1.Key": "env",
+                    "Tag.1.Value": "prod",
+                    "Tag.2.Key": "role",
+                    "Tag.2.Value": "web",
+                },
+            )
             page.goto("/console/instances")
             shoot(page, out, "fleet")
 
             page.goto(f"/console/run?instance={agent.instance_id}")
-            page.fill("textarea[name=content]", "uname -a\nfor i in 1 2 3 4 5 6; do echo \"step $i of 6\"; sleep 1; done")
+            page.fill("textarea[name=content]", 'uname -a\nfor i in 1 2 3 4 5 6; do echo "step $i of 6"; sleep 1; done')
             page.fill("input[name=name]", "rolling check")
             page.fill("input[name=timeout]", "120")
             shoot(page, out, "run")
