@@ -107,7 +107,12 @@ def test_sign_in_run_watch_stop_sign_out(server: Server, page: Page, tmp_path: P
         page.click("text=Invocations")
         expect(page.locator("#invocations tbody tr")).to_have_count(2)
 
+        token = next(c["value"] for c in page.context.cookies() if c["name"] == "ca_session")
         page.click("#signout")
         expect(page).to_have_url(re.compile(r"/console/signin"))
         page.goto("/console/instances")
         expect(page).to_have_url(re.compile(r"/console/signin"))
+    log = server.log()
+    assert f"console sign-in: account=default AccessKeyId={AK}" in log
+    assert token not in log
+    assert SECRET not in log

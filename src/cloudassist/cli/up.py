@@ -87,7 +87,11 @@ def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
 @click.option("--region", default=REGION, show_default=True, help="Region of the local managed instance.")
 @options.log_format
 def up(
-    data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str,
+    data_dir: Path | None,
+    listen: str | None,
+    agent_listen: str | None,
+    db: str | None,
+    region: str,
     log_format: str | None,
 ) -> None:
     """Run the server and a local agent; print the endpoint, the access key and an SDK snippet."""
@@ -197,6 +201,7 @@ def _banner(listen: str, key_id: str, secret: str, instance_id: str, region: str
     return f"""cloudassist is up.
 
   API endpoint       http://{host}/   (ECS 2014-05-26, both SDKs)
+  Web console        http://{host}/console/   (sign in with the key below)
   AccessKeyId        {key_id}
   AccessKeySecret    {secret}
   Local instance     {instance_id}   (region {region})

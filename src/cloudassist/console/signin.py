@@ -17,7 +17,18 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cloudassist.console.visit import COOKIE, PATH, Refused, Visit, read_form, redirect, refusal, render, set_cookie
+from cloudassist.console.visit import (
+    COOKIE,
+    PATH,
+    Refused,
+    Visit,
+    log,
+    read_form,
+    redirect,
+    refusal,
+    render,
+    set_cookie,
+)
 from cloudassist.edge.throttle import Throttle
 from cloudassist.services.context import Context
 from cloudassist.services.sessions import SessionService
@@ -107,6 +118,7 @@ class SignIn:
                 request, 401, "Wrong AccessKeyId or AccessKeySecret, or the key is disabled.", key_id, region, target
             )
         token, session = signed
+        log.info("console sign-in: account=%s AccessKeyId=%s from %s", session.account_name, key_id, address or "-")
         response = redirect(safe_next(target))
         set_cookie(response, request, COOKIE, token, int((session.expires_at - self.ctx.clock.now()).total_seconds()))
         response.delete_cookie(PRE, path=PATH)
@@ -115,6 +127,7 @@ class SignIn:
 
 async def sign_out(visit: Visit) -> Response:
     await SessionService(visit.ctx).sign_out(visit.session)
+    log.info("console sign-out: account=%s AccessKeyId=%s", visit.session.account_name, visit.session.access_key_id)
     response = redirect(f"{PATH}signin")
     response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict")
     return response

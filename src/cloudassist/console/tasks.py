@@ -115,7 +115,8 @@ async def invocations(visit: Visit) -> Response:
 async def find(visit: Visit, invoke_id: str) -> Invocation | None:
     """The signed-in account's invocation `invoke_id` in its region, with every instance's record."""
     f = InvocationFilter(visit.scope.account_id, visit.scope.region_id, visit.ctx.clock.now(), invoke_id=invoke_id)
-    found = await InvocationService(visit.ctx).describe_invocations(f, Page(1, 1, False, None))
+    # a page of one in token mode: no count query (the event stream calls this twice a second)
+    found = await InvocationService(visit.ctx).describe_invocations(f, Page(1, 1, True, None))
     return found.invocations[0] if found.invocations else None
 
 
