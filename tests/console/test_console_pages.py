@@ -235,3 +235,42 @@ async def test_saved_commands_activations_and_files(ctx: Context, accounts: Acco
     assert "/tmp/motd" in files
     assert accounts.a_instance in files
     assert "motd" not in (await b.client.get("/console/files")).text
+
+
+async def test_schedule_history_stop_one_and_deregister(ctx: Context, accounts: Accounts, clock: FixedClock) -> None:
+    """A schedule's page lists each ended run with its output; one instance of a task is stopped alone; an
+    instance deregistered from the fleet leaves it."""
+    browser = await signed_in(ctx)
+    answer = await browser.post(
+        "/console/run",
+        {"content": "date", "instance": accounts.a_instance, "repeat_mode": "Period", "frequency": "rate(5m)"},
+    )
+    assert answer.status_code == 303
+    invoke_id = answer.headers["location"].rsplit("/", 1)[1]
+    delivery = DeliveryService(ctx)
+    await delivery.fetch(accounts.a_instance)
+    for n in (1, 2):
+        start = clock.now()
+        await delivery.report(accounts.a_instance, Report("running", invoke_id, start=start))
+        await delivery.report(
+            accounts.a_instance,
+            Report("finish", invoke_id, start=start, end=start, exit_code=0, output=f"run number {n}\n".encode()),
+        )
+        clock.advance(minutes=5)
+    page = (await browser.client.get(f"/console/invocations/{invoke_id}")).text
+    history = page.split("History of the schedule", 1)[1]
+    assert "run number 1" in history
+    assert "run number 2" in history
+
+    other = await register_instance(ctx, name="web-2")
+    answer = await browser.post("/console/run", {"content": "sleep 100", "instance": [accounts.a_instance, other]})
+    invoke_id = answer.headers["location"].rsplit("/", 1)[1]
+    stopped = await browser.post(f"/console/invocations/{invoke_id}/stop", {"instance": other})
+    assert stopped.status_code == 303
+    statuses = {r.instance_id: r.status.value for r in (await invocation(ctx, invoke_id)).results}
+    assert statuses == {accounts.a_instance: "Pending", other: "Cancelled"}
+
+    assert (await browser.post(f"/console/instances/{other}/deregister", {})).status_code == 303
+    assert other not in (await browser.client.get("/console/instances")).text
+    b = await signed_in(ctx, BK, B_SECRET)
+    assert (await b.post(f"/console/instances/{accounts.a_instance}/deregister", {})).status_code == 404

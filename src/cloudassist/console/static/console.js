@@ -22,6 +22,8 @@ function follow(results) {
     put(box, "finish", when(data.finish));
     put(box, "repeats", String(data.repeats));
     put(box, "dropped", String(data.dropped));
+    const stopOne = box.querySelector("form.stop-one");
+    if (stopOne && ["Success", "Failed", "Invalid", "Aborted", "Error", "Timeout", "Cancelled", "Terminated"].includes(data.status)) stopOne.remove();
     const output = box.querySelector('[data-field="output"]');
     if ("reset" in data) output.textContent = data.reset;
     if ("append" in data) output.textContent += data.append;
