@@ -63,11 +63,25 @@ def main(agent_venv: Path) -> None:
             assert result["InvocationStatus"] == "Success", result
             assert result["Output"].strip() == "smoke-42", result
             print(f"plain install: server, agent-only install and RunCommand on {instance['InstanceId']}: ok")
+            _console(server)
         finally:
             if agent is not None:
                 agent.terminate()
                 agent.wait(15)
             server.stop()
+
+
+def _console(server: LiveServer) -> None:
+    """The web console's sign-in page, script and stylesheet come from the plain install (templates and static
+    files are in the wheel)."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for path, needle in (("signin", b"AccessKeySecret"), ("static/console.js", b"EventSource"),
+                         ("static/console.css", b"--accent")):
+        with opener.open(f"http://{server.endpoint}/console/{path}", timeout=10) as answer:
+            assert needle in answer.read(), path
+    print("plain install: the web console's pages and files: ok")
 
 
 def _items(value: Any) -> list[Any]:
