@@ -107,6 +107,19 @@ def test_sign_in_run_watch_stop_sign_out(server: Server, page: Page, tmp_path: P
         page.click("text=Invocations")
         expect(page.locator("#invocations tbody tr")).to_have_count(2)
 
+        # a file picked from disk is sent (Base64, read by the page's script) and written by the agent
+        picked = tmp_path / "settings.ini"
+        picked.write_bytes(b"[main]\nanswer = 42\n\xe2\x98\x83\n")
+        target = tmp_path / "sent"
+        page.goto("/console/files")
+        page.set_input_files("#file-pick", str(picked))
+        expect(page.locator("input[name=name]")).to_have_value("settings.ini")
+        page.fill("input[name=target_dir]", str(target))
+        page.check(f"input[name=instance][value={agent.instance_id}]")
+        page.click("#send-file button[type=submit]")
+        wait_for(lambda: (target / "settings.ini").exists(), 60, "the file to be written")
+        assert (target / "settings.ini").read_bytes() == picked.read_bytes()
+
         token = next(c["value"] for c in page.context.cookies() if c["name"] == "ca_session")
         page.click("#signout")
         expect(page).to_have_url(re.compile(r"/console/signin"))
