@@ -9,6 +9,7 @@ from consolewire import browser_of, csrf_of
 
 from cloudassist.services.access import AccessService
 from cloudassist.services.context import Context
+from cloudassist.testing import FixedClock
 from conftest import AK, B_SECRET, BK, SECRET, Accounts
 
 
@@ -151,3 +152,41 @@ async def test_the_rpc_endpoint_answers_as_before(ctx: Context, accounts: Accoun
     answer = await browser_of(ctx).client.get("/?Action=DescribeInvocations&RegionId=cn-hangzhou")
     assert answer.status_code == 400
     assert answer.json()["Code"] == "MissingParameter.AccessKeyId"
+
+
+async def test_sign_in_goes_only_to_console_pages(ctx: Context, accounts: Accounts) -> None:
+    """After signing in the browser is sent to the page it asked for, and never to another site; an unknown
+    region is refused at sign-in."""
+    for target, expected in (
+        ("/console/invocations", "/console/invocations"),
+        ("//evil.example/x", "/console/"),
+        ("https://evil.example/", "/console/"),
+        ("/other", "/console/"),
+    ):
+        browser = browser_of(ctx)
+        form = await browser.client.get(f"/console/signin?next={target}")
+        answer = await browser.client.post(
+            "/console/signin",
+            data={"csrf": csrf_of(form.text), "access_key_id": AK, "access_key_secret": SECRET, "next": target},
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == expected
+    limited = replace(ctx, settings=ctx.settings.replace(regions=("cn-hangzhou",)))
+    answer = await browser_of(limited).sign_in(AK, SECRET, region="us-west-1")
+    assert answer.status_code == 400
+    assert "Unknown region" in answer.text
+
+
+async def test_sessions_expire_and_follow_their_region(ctx: Context, accounts: Accounts, clock: FixedClock) -> None:
+    """A session shows the region it looks at (changed with a form), and ends after console_session_hours."""
+    browser = browser_of(ctx)
+    await browser.sign_in(AK, SECRET)
+    assert accounts.a_instance in (await browser.client.get("/console/instances")).text
+    assert (
+        await browser.post("/console/region", {"region": "cn-beijing", "next": "/console/instances"})
+    ).status_code == 303
+    assert accounts.a_instance not in (await browser.client.get("/console/instances")).text
+    clock.advance(hours=ctx.settings.console_session_hours, seconds=1)
+    answer = await browser.client.get("/console/instances")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/signin")
