@@ -49,6 +49,8 @@ async def run_form(visit: Visit, error: ApiError | None = None, status: int = 20
     context: dict[str, Any] = {
         "instances": found.instances,
         "picked": picked,
+        # ticked in the fleet but not among the instances offered here: typed in for the operator
+        "extra": ",".join(sorted(picked - {m.instance_id for m in found.instances})),
         "command": command,
         "types": forms.COMMAND_TYPES,
         "modes": forms.REPEAT_MODES,
