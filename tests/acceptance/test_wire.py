@@ -31,15 +31,13 @@ def test_unknown_action(core: Core) -> None:
     core_fails(core.call_error("DescribeUnicorns"), "InvalidAction.NotFound", 404)
 
 
-def test_unimplemented_family_action(tea: EcsClient, core: Core, server: Server) -> None:
-    """InstallCloudAssistant, a Cloud Assistant action this server does not implement (it installs the agent on
-    ECS instances), is answered with a well-formed error (UnsupportedOperation, 400) that both SDKs read, never a
-    crash or a non-JSON body."""
-    request = ecs.InstallCloudAssistantRequest(region_id=REGION, instance_id=[server.register()])
-    body = fails(lambda: tea.install_cloud_assistant(request), "UnsupportedOperation", 400)
-    assert "InstallCloudAssistant" in body["Message"]
-    core_fails(core.call_error("InstallCloudAssistant", {"InstanceId.1": "mi-hz0000nothere"}),
-               "UnsupportedOperation", 400)
+def test_unimplemented_family_action(tea: EcsClient, core: Core) -> None:
+    """EndTerminalSession, a Cloud Assistant action this server does not implement yet, is answered with a
+    well-formed error (UnsupportedOperation, 400) that both SDKs read, never a crash or a non-JSON body."""
+    request = ecs.EndTerminalSessionRequest(region_id=REGION, session_id="s-hz0000nothere")
+    body = fails(lambda: tea.end_terminal_session(request), "UnsupportedOperation", 400)
+    assert "EndTerminalSession" in body["Message"]
+    core_fails(core.call_error("EndTerminalSession", {"SessionId": "s-hz0000nothere"}), "UnsupportedOperation", 400)
 
 
 def test_json_is_the_default_format(core: Core) -> None:

@@ -17,6 +17,7 @@ from cloudassist.store import migrate
 from cloudassist.store._base import Conn
 from cloudassist.store.accounts import Accounts
 from cloudassist.store.activations import Activations
+from cloudassist.store.assistant_settings import AssistantSettingsRepo
 from cloudassist.store.commands import Commands
 from cloudassist.store.committer import GroupCommit
 from cloudassist.store.counts import Deltas
@@ -27,6 +28,7 @@ from cloudassist.store.inline import BUSY_MS, InlineConnection, begin_immediate
 from cloudassist.store.instances import Instances
 from cloudassist.store.invocations import Invocations
 from cloudassist.store.nonces import Nonces
+from cloudassist.store.plugins import Plugins
 from cloudassist.store.results import Results
 from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
@@ -97,6 +99,14 @@ class Tx:
     @property
     def files(self) -> Files:
         return Files(self.conn)
+
+    @property
+    def assistant_settings(self) -> AssistantSettingsRepo:
+        return AssistantSettingsRepo(self.conn)
+
+    @property
+    def plugins(self) -> Plugins:
+        return Plugins(self.conn)
 
 
 class Store:

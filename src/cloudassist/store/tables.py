@@ -338,3 +338,26 @@ client_tokens = Table(
     Column("response", Text, nullable=False),
     Column("creation_time", Time, nullable=False, index=True),
 )
+
+#: Each account's Cloud Assistant settings (ModifyCloudAssistantSettings), one JSON document per account
+#: (domain/assistant_settings.py reads and writes it); an account with no row has the defaults.
+assistant_settings = Table(
+    "assistant_settings",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.account_id"), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("update_time", Time, nullable=False),
+)
+
+#: The plug-ins each instance's agent reports (`/luban/api/v1/plugin/report_status`), one row per plug-in.
+plugin_statuses = Table(
+    "plugin_statuses",
+    metadata,
+    Column("instance_id", String(64), ForeignKey("managed_instances.instance_id"), primary_key=True),
+    Column("plugin_name", String(255), primary_key=True),
+    Column("plugin_version", String(64), nullable=False),
+    #: The API's value (Installed, Running, Stopped, Crashed, Removed, Unknown).
+    Column("status", String(16), nullable=False),
+    Column("first_heartbeat_time", Time, nullable=False),
+    Column("last_heartbeat_time", Time, nullable=False),
+)

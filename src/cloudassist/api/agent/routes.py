@@ -19,14 +19,18 @@ from cloudassist.api.agent.auth import AgentAuth, AgentAuthError, Signed
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
 from cloudassist.api.failures import log_internal_error
+from cloudassist.domain.assistant_settings import DEFAULT_UPDATE_INTERVAL
 from cloudassist.domain.instances import ManagedInstance
+from cloudassist.domain.plugins import read_report as read_plugin_report
 from cloudassist.domain.tags import Tag
 from cloudassist.edge.throttle import Throttle
 from cloudassist.errors import ApiError
+from cloudassist.services.assistant_settings import AssistantSettingsService
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.delivery import DeliveryService, TaskList, relist_before
 from cloudassist.services.files import Delivery, FileService, is_file_task
 from cloudassist.services.instances import InstanceService
+from cloudassist.services.plugins import PluginService
 from cloudassist.store.store import Tx
 
 log = logging.getLogger("cloudassist.agent_face")
@@ -105,6 +109,7 @@ class AgentEndpoints:
         self.instances = InstanceService(ctx)
         self.delivery = DeliveryService(ctx)
         self.files = FileService(ctx)
+        self.plugins = PluginService(ctx)
         self.throttle = Throttle("agent", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
         self._account_names: dict[int, str] = {}
 
@@ -178,6 +183,8 @@ class AgentEndpoints:
             return await self.task_list(request, signed)
         if path.startswith("v1/task/") and path.removeprefix("v1/task/") in KINDS:
             return await self.task_report(path.removeprefix("v1/task/"), request, signed)
+        if path == "v1/plugin/report_status":
+            return await self.plugin_report(request, signed)
         await body_of(request)
         instance, _ = await self.act(signed)
         if path == "v1/task/verified":
@@ -204,14 +211,30 @@ class AgentEndpoints:
                 }
             )
         if path == "v1/update/update_check":
-            return ok(need_update=0, next_interval=1800, update_info={})
+            return await self.update_check(instance)
         if path == "gshell":
             return ok(gshellSupport="false", instanceId=instance.instance_id)
         if path == "v1/session/list":
             return ok(instanceId=instance.instance_id, session=[])
         if path in ("v1/plugin/list", "v2/plugin/update_check"):
             return ok(instanceId=instance.instance_id, pluginList=[], plugins=[])
-        # metrics, client_report, plugin status, inventory, state reports, session status: taken and dropped
+        # metrics, client_report, inventory, state reports, session status: taken and dropped
+        return ok(instanceId=instance.instance_id)
+
+    async def update_check(self, instance: ManagedInstance) -> Response:
+        """No update: this server hands out no agent packages. Outside the account's upgrade windows (or with
+        upgrades disabled) the next check is asked for when the next window opens."""
+        settings = await AssistantSettingsService(self.ctx).get(instance.account_id)
+        wait = AssistantSettingsService.upgrade_wait(settings, self.ctx.clock.now())
+        return ok(need_update=0, next_interval=DEFAULT_UPDATE_INTERVAL if wait is None else wait, update_info={})
+
+    async def plugin_report(self, request: Request, signed: Signed) -> Response:
+        """`v1/plugin/report_status`: the plug-ins of the instance and their states, kept for ListPluginStatus."""
+        try:
+            reported = read_plugin_report(json.loads(await body_of(request) or b"{}"))
+        except (ValueError, RecursionError) as exc:  # BadReport is a ValueError, and so is bad JSON
+            return refused(400, f"not a plug-in report: {str(exc)[:100]}", "InvalidParameter")
+        instance, _ = await self.act(signed, lambda tx, i: self.plugins.report_in(tx, i, reported))
         return ok(instanceId=instance.instance_id)
 
     async def register(self, request: Request) -> Response:

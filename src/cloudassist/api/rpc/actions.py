@@ -88,6 +88,15 @@ def action(name: str, *params: Param) -> Callable[[Handler], Handler]:
 
 def load() -> dict[str, Action]:
     """Import every handler module (registering its actions) and return the registry."""
-    from cloudassist.api.rpc.handlers import activations, commands, files, instances, invocations, tags  # noqa: F401
+    from cloudassist.api.rpc.handlers import (  # noqa: F401
+        activations,
+        commands,
+        files,
+        instances,
+        invocations,
+        plugins,
+        settings,
+        tags,
+    )
 
     return ACTIONS
