@@ -13,7 +13,7 @@ import click
 from cloudassist.cli.client import dig, next_token
 from cloudassist.cli.connection import EXIT_FAILED, api_errors, api_options, client, print_json
 from cloudassist.cli.render import cell, decoded, print_outputs, show, summary
-from cloudassist.cli.run import RESULTS_PATH, pairs, tags_option, wait
+from cloudassist.cli.run import RESULTS_PATH, pairs, wait
 
 __all__ = ["activations", "commands", "instances", "invocations", "results"]
 
@@ -22,36 +22,63 @@ Row = Callable[[Mapping[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
-class Paging:
-    """What a listing's paging options asked for."""
+class Listing:
+    """What a listing's shared options asked for: tags to filter by, and which pages in which form."""
 
+    tags: list[dict[str, str]] | None
     max_results: int
     token: str | None
     every: bool
     as_json: bool
 
-
-def listing_options(command: F) -> F:
-    """`--tag`, `--max-results`, `--next-token`, `--all`, `--json` and the API options, as one `paging` value."""
-
-    decorators: list[Callable[[F], F]] = [
-        click.option("--max-results", type=click.IntRange(1, 50), default=50, show_default=True, help="Per page."),
-        click.option("--next-token", help="Start at this page (the NextToken a previous listing printed)."),
-        click.option("--all", "every", is_flag=True, help="Follow NextToken to the last page."),
-        click.option("--json", "as_json", is_flag=True, help="The items as a JSON array, as the API returns them."),
-        api_options,
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
+    @classmethod
+    def current(cls) -> Listing:
+        """The options of the command being run."""
+        meta = click.get_current_context().meta
+        tags = pairs(meta.get("listing.tags", ()), "--tag") or None
+        return cls(
+            tags,
+            meta["listing.max_results"],
+            meta["listing.next_token"],
+            meta["listing.every"],
+            meta["listing.as_json"],
+        )
 
 
-def _fetch(action: str, params: Mapping[str, object], path: Sequence[str], paging: Paging) -> tuple[list[Any], str]:
+def _keep(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    ctx.meta[f"listing.{param.name}"] = value
+    return value
+
+
+def _shared(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """An option kept in the context for `Listing.current()` rather than passed to the command."""
+    return click.option(*decls, expose_value=False, callback=_keep, **attrs)
+
+
+def listing_options(noun: str) -> Callable[[F], F]:
+    """`--tag`, `--max-results`, `--next-token`, `--all`, `--json` and the API options (`Listing.current()`)."""
+
+    def decorate(command: F) -> F:
+        decorators: list[Callable[[F], F]] = [
+            _shared("--tag", "tags", multiple=True, metavar="KEY=VALUE", help=f"{noun} with this tag (repeatable)."),
+            _shared("--max-results", type=click.IntRange(1, 50), default=50, show_default=True, help="Per page."),
+            _shared("--next-token", help="Start at this page (the NextToken a listing printed)."),
+            _shared("--all", "every", is_flag=True, help="Follow NextToken to the last page."),
+            _shared("--json", "as_json", is_flag=True, help="The items as a JSON array, as the API returns them."),
+        ]
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return api_options(command)
+
+    return decorate
+
+
+def _fetch(action: str, params: Mapping[str, object], path: Sequence[str], paging: Listing) -> tuple[list[Any], str]:
     api = client()
     found: list[Any] = []
     token = ""
     with api_errors():
-        query = {**params, "MaxResults": paging.max_results, "NextToken": paging.token}
+        query = {**params, "Tag": paging.tags, "MaxResults": paging.max_results, "NextToken": paging.token}
         for answer in api.pages(action, query, every=paging.every):
             found.extend(dig(answer, path))
             token = next_token(answer)
@@ -61,7 +88,7 @@ def _fetch(action: str, params: Mapping[str, object], path: Sequence[str], pagin
 def _emit(
     items: list[Any],
     token: str,
-    paging: Paging,
+    paging: Listing,
     title: str,
     columns: Sequence[str],
     row: Row,
@@ -75,14 +102,6 @@ def _emit(
         click.echo(f"more: --next-token {token} (or --all)", err=True)
 
 
-def _paging(max_results: int, next_token: str | None, every: bool, as_json: bool) -> Paging:
-    return Paging(max_results, next_token, every, as_json)
-
-
-def _tags(tags: tuple[str, ...]) -> list[dict[str, str]] | None:
-    return pairs(tags, "--tag") or None
-
-
 @click.command()
 @click.option("--invoke-id", help="InvokeId.")
 @click.option("--command-id", help="CommandId.")
@@ -92,8 +111,7 @@ def _tags(tags: tuple[str, ...]) -> list[dict[str, str]] | None:
 @click.option("--type", "command_type", help="CommandType: RunShellScript, …")
 @click.option("--repeat-mode", help="RepeatMode: Once, Period, NextRebootOnly, EveryReboot.")
 @click.option("--timed/--not-timed", default=None, help="Only tasks that will (or will not) run again.")
-@tags_option("--tag", "tags", "Tasks with this tag (repeatable).")
-@listing_options
+@listing_options("Tasks")
 def invocations(
     invoke_id: str | None,
     command_id: str | None,
@@ -103,24 +121,19 @@ def invocations(
     command_type: str | None,
     repeat_mode: str | None,
     timed: bool | None,
-    tags: tuple[str, ...],
-    max_results: int,
-    next_token: str | None,
-    every: bool,
-    as_json: bool,
 ) -> None:
     """List tasks (DescribeInvocations), newest first."""
-    paging = _paging(max_results, next_token, every, as_json)
+    paging = Listing.current()
     params = {
         "InvokeId": invoke_id,
         "CommandId": command_id,
         "CommandName": command_name,
+        "ContentEncoding": "PlainText",
         "InstanceId": instance,
         "InvokeStatus": status,
         "CommandType": command_type,
         "RepeatMode": repeat_mode,
         "Timed": timed,
-        "Tag": _tags(tags),
     }
     items, token = _fetch("DescribeInvocations", params, ("Invocations", "Invocation"), paging)
 
@@ -148,8 +161,7 @@ def invocations(
 @click.option("--include-history", is_flag=True, help="Every run of a scheduled task, not only the latest.")
 @click.option("--full", is_flag=True, help="Print each execution's whole output instead of a table.")
 @click.option("--wait", "wait_for", is_flag=True, help="Wait until every execution ended (exit 3 if one failed).")
-@tags_option("--tag", "tags", "Tasks with this tag (repeatable).")
-@listing_options
+@listing_options("Tasks")
 def results(
     invoke_id: str | None,
     instance: str | None,
@@ -158,11 +170,6 @@ def results(
     include_history: bool,
     full: bool,
     wait_for: bool,
-    tags: tuple[str, ...],
-    max_results: int,
-    next_token: str | None,
-    every: bool,
-    as_json: bool,
 ) -> None:
     """List executions, per instance, with exit codes and output (DescribeInvocationResults).
 
@@ -170,7 +177,7 @@ def results(
       cloudassist results t-0123 --full          # every instance's output
       cloudassist results t-0123 --wait          # after `run --no-wait`
     """
-    paging = _paging(max_results, next_token, every, as_json)
+    paging = Listing.current()
     if wait_for:
         if not invoke_id:
             raise click.UsageError("--wait needs an INVOKE_ID")
@@ -183,12 +190,11 @@ def results(
         "InvokeRecordStatus": status,
         "IncludeHistory": True if include_history else None,
         "ContentEncoding": "Base64",
-        "Tag": _tags(tags),
     }
     items, token = _fetch("DescribeInvocationResults", params, RESULTS_PATH, paging)
     for item in items:
         item["Output"] = decoded(item.get("Output"))
-    if full and not as_json:
+    if full and not paging.as_json:
         print_outputs(items)
         click.echo(summary(items), err=True)
     else:
@@ -216,28 +222,21 @@ def results(
 @click.option("--name", help="Name.")
 @click.option("--type", "command_type", help="Type: RunShellScript, …")
 @click.option("--provider", help="Public commands of this provider (Provider).")
-@tags_option("--tag", "tags", "Commands with this tag (repeatable).")
-@listing_options
+@listing_options("Commands")
 def commands(
     command_id: str | None,
     name: str | None,
     command_type: str | None,
     provider: str | None,
-    tags: tuple[str, ...],
-    max_results: int,
-    next_token: str | None,
-    every: bool,
-    as_json: bool,
 ) -> None:
     """List saved commands (DescribeCommands)."""
-    paging = _paging(max_results, next_token, every, as_json)
+    paging = Listing.current()
     params = {
         "CommandId": command_id,
         "Name": name,
         "Type": command_type,
         "Provider": provider,
         "ContentEncoding": "PlainText",
-        "Tag": _tags(tags),
     }
     items, token = _fetch("DescribeCommands", params, ("Commands", "Command"), paging)
 
@@ -265,8 +264,7 @@ def commands(
 @click.option("--activation-id", help="Registered with this ActivationId.")
 @click.option("--os-type", help="OsType: linux, windows, freebsd.")
 @click.option("--connected/--disconnected", default=None, help="Only instances whose agent is (not) connected.")
-@tags_option("--tag", "tags", "Instances with this tag (repeatable).")
-@listing_options
+@listing_options("Instances")
 def instances(
     instance_ids: tuple[str, ...],
     name: str | None,
@@ -274,15 +272,10 @@ def instances(
     activation_id: str | None,
     os_type: str | None,
     connected: bool | None,
-    tags: tuple[str, ...],
-    max_results: int,
-    next_token: str | None,
-    every: bool,
-    as_json: bool,
 ) -> None:
     """List managed instances (DescribeManagedInstances) with their agents' last heart-beat
     (DescribeCloudAssistantStatus)."""
-    paging = _paging(max_results, next_token, every, as_json)
+    paging = Listing.current()
     params = {
         "InstanceId": list(instance_ids) or None,
         "InstanceName": name,
@@ -290,10 +283,9 @@ def instances(
         "ActivationId": activation_id,
         "OsType": os_type,
         "Connected": connected,
-        "Tag": _tags(tags),
     }
     items, token = _fetch("DescribeManagedInstances", params, ("Instances",), paging)
-    beats = {} if as_json else _heartbeats([str(item.get("InstanceId")) for item in items])
+    beats = {} if paging.as_json else _heartbeats([str(item.get("InstanceId")) for item in items])
 
     def row(item: Mapping[str, Any]) -> list[str]:
         return [
@@ -328,20 +320,14 @@ def _heartbeats(ids: list[str]) -> dict[str, str]:
 @click.command()
 @click.option("--activation-id", help="ActivationId.")
 @click.option("--instance-name", help="InstanceName: the name prefix the activation gives.")
-@tags_option("--tag", "tags", "Activations with this tag (repeatable).")
-@listing_options
+@listing_options("Activations")
 def activations(
     activation_id: str | None,
     instance_name: str | None,
-    tags: tuple[str, ...],
-    max_results: int,
-    next_token: str | None,
-    every: bool,
-    as_json: bool,
 ) -> None:
     """List activation codes and how many machines used them (DescribeActivations)."""
-    paging = _paging(max_results, next_token, every, as_json)
-    params = {"ActivationId": activation_id, "InstanceName": instance_name, "Tag": _tags(tags)}
+    paging = Listing.current()
+    params = {"ActivationId": activation_id, "InstanceName": instance_name}
     items, token = _fetch("DescribeActivations", params, ("ActivationList",), paging)
 
     def row(item: Mapping[str, Any]) -> list[str]:
