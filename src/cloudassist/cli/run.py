@@ -75,7 +75,7 @@ def _row(result: dict[str, Any]) -> list[str]:
     last = lines[-1] if lines else ""
     tail = last if len(last) <= _OUTPUT_TAIL else "…" + last[-_OUTPUT_TAIL:]
     error = str(result.get("ErrorCode") or "")
-    return [str(result.get("InstanceId", "")), status, exit_code, _elapsed(result), error or tail]
+    return [str(result.get("InstanceId", "")), status, exit_code, _elapsed(result), tail or error]
 
 
 def _table(invoke_id: str, results: list[dict[str, Any]]) -> Any:
