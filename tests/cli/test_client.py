@@ -4,6 +4,8 @@ parameter flattening, and the credentials it finds (config file, environment, fl
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -147,3 +149,25 @@ def test_missing_profiles_and_credentials_say_what_to_do(tmp_path: Path) -> None
         resolve({"HOME": str(tmp_path / "empty")})
     with pytest.raises(ProfileError, match="there is no"):
         resolve({"HOME": str(tmp_path / "empty")}, profile="x")
+
+
+# --- what the API commands load ------------------------------------------------------------------------------
+
+_LOAD = """
+import json, sys
+from cloudassist.cli.main import main
+for name in ("run", "stop", "results", "invocations", "commands", "instances", "activations", "send-file"):
+    main.get_command(None, name)
+print(json.dumps(sorted(sys.modules)))
+"""
+SERVER = ("sqlalchemy", "starlette", "uvicorn", "alembic", "asyncpg", "aiosqlite", "cryptography", "prometheus_client",
+          "cloudassist.api", "cloudassist.services", "cloudassist.store", "cloudassist.server", "cloudassist.agent")
+
+
+def test_the_api_commands_load_nothing_of_the_server() -> None:
+    """Resolving every API command of the CLI imports none of the server's code or libraries (nor the agent):
+    the client is the standard library, click and rich."""
+    done = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(done.stdout)
+    assert "cloudassist.cli.client" in loaded
+    assert [m for m in loaded if m.startswith(SERVER)] == []

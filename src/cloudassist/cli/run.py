@@ -92,7 +92,7 @@ def _finished(results: list[dict[str, Any]]) -> bool:
 def wait(api: Client, invoke_id: str, *, live: bool, interval: float) -> list[dict[str, Any]]:
     """Poll the task's executions until every one is terminal: a live table on the terminal (`live`), else a line
     on stderr per instance each time its status changes. Polls quickly at first, then every `interval` s."""
-    pause = min(0.25, interval)
+    pause = min(0.1, interval)
     if live:
         with Live(_table(invoke_id, []), console=Console(), refresh_per_second=8, transient=False) as board:
             while True:
