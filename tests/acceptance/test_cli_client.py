@@ -124,16 +124,18 @@ def test_json_output_has_every_option_applied(server: Server, agent: Agent, tmp_
 
 
 def test_run_by_tag_reaches_the_tagged_instance(server: Server, agent: Agent, tmp_path: Path) -> None:
-    """--tag k=v runs on the instances carrying the tag (ResourceTag), no instance id given."""
+    """--tag k=v runs on the instances carrying the tag (ResourceTag), no instance id given; --enable-parameter
+    substitutes the built-in {{ACS::InstanceId}}."""
     marker = tag()
     tea = tea_client(server.endpoint)
     tea.tag_resources(ecs.TagResourcesRequest(region_id=REGION, resource_type="managedinstance",
                                               resource_id=[agent.instance_id],
                                               tag=[ecs.TagResourcesRequestTag(key="cli", value=marker)]))
-    done = cli(keyed(server, tmp_path), "run", "--tag", f"cli={marker}", "-o", "json", "--", "echo tagged")
+    done = cli(keyed(server, tmp_path), "run", "--tag", f"cli={marker}", "--enable-parameter", "-o", "json", "--",
+               "echo tagged {{ACS::InstanceId}}")
     assert done.returncode == 0, done.stderr
     [result] = json.loads(done.stdout)["InvocationResults"]
-    assert (result["InstanceId"], result["Output"]) == (agent.instance_id, "tagged\n")
+    assert (result["InstanceId"], result["Output"]) == (agent.instance_id, f"tagged {agent.instance_id}\n")
 
     shown = cli(keyed(server, tmp_path), "instances", "--tag", f"cli={marker}")
     assert shown.returncode == 0, shown.stderr

@@ -144,6 +144,9 @@ def _content(command: tuple[str, ...], script: IO[bytes] | None) -> bytes:
 @click.option("--user", "username", help="User to run as [root].")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A {{NAME}} value (repeatable).")
 @click.option(
+    "--enable-parameter", is_flag=True, help="Substitute {{…}} (built-ins such as {{ACS::InstanceId}}) without -p."
+)
+@click.option(
     "--repeat-mode",
     type=click.Choice(["Once", "Period", "NextRebootOnly", "EveryReboot", "DryRun"]),
     help="When to run [Once; Period with --frequency].",
@@ -176,6 +179,7 @@ def run(
     working_dir: str | None,
     username: str | None,
     params: tuple[str, ...],
+    enable_parameter: bool,
     repeat_mode: str | None,
     frequency: str | None,
     name: str | None,
@@ -215,7 +219,7 @@ def run(
         "WorkingDir": working_dir,
         "Username": username,
         "Parameters": values or None,
-        "EnableParameter": True if values else None,
+        "EnableParameter": True if values or enable_parameter else None,
         "RepeatMode": repeat_mode,
         "Frequency": frequency,
         "Name": name,
