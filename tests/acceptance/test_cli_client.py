@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -100,6 +101,35 @@ def test_a_failing_command_exits_three_with_its_exit_code_and_output(server: Ser
     assert done.stdout.startswith(f"── {agent.instance_id}  Failed  exit 4  ExitCodeNonzero")
     assert "oops" in done.stdout
     assert "1 instance: 1 Failed" in done.stderr
+    quiet = cli(keyed(server, tmp_path), "run", "-o", "none", "-i", agent.instance_id, "--", "exit 1")
+    assert (quiet.returncode, quiet.stdout) == (3, "")
+
+
+def test_an_interrupted_run_exits_130_and_says_the_task_goes_on(server: Server, agent: Agent, tmp_path: Path) -> None:
+    """Ctrl-C while the command runs: exit status 130 and the InvokeId with how to stop it; the task still
+    runs (then `stop` ends it)."""
+    marker = tag()
+    env = keyed(server, tmp_path)
+    try:
+        with open(tmp_path / "stderr", "wb") as errors:
+            process = subprocess.Popen([*CLI, "run", "-i", agent.instance_id, "--", f"sleep 1000.{marker}"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=errors)
+        deadline = time.monotonic() + 60
+        while "Running" not in (tmp_path / "stderr").read_text():
+            assert process.poll() is None, (tmp_path / "stderr").read_text()
+            assert time.monotonic() < deadline, "never ran"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        said = (tmp_path / "stderr").read_text()
+        invoke_id = re.search(r"interrupted; (t-\w+) goes on \(`cloudassist stop \1` stops it\)", said)
+        assert invoke_id, said
+        assert "Traceback" not in said
+        [result] = json.loads(cli(env, "results", invoke_id[1], "--json").stdout)
+        assert result["InvocationStatus"] == "Running"
+        assert cli(env, "stop", invoke_id[1]).returncode == 0
+    finally:
+        kill_marked(f"1000.{marker}")
 
 
 def test_json_output_has_every_option_applied(server: Server, agent: Agent, tmp_path: Path) -> None:

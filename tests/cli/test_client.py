@@ -171,3 +171,11 @@ def test_the_api_commands_load_nothing_of_the_server() -> None:
     loaded = json.loads(done.stdout)
     assert "cloudassist.cli.client" in loaded
     assert [m for m in loaded if m.startswith(SERVER)] == []
+
+
+@pytest.mark.parametrize(("text", "loopback"), [("127.0.0.1:8080", True), ("localhost:1", True),
+                                                ("http://[::1]:80", True), ("10.0.0.1:8080", False),
+                                                ("https://ecs.aliyuncs.com", False)])
+def test_a_server_on_this_machine_is_called_without_a_proxy(text: str, loopback: bool) -> None:
+    """HTTP(S)_PROXY is honoured (with NO_PROXY) except for a loopback endpoint, which a proxy cannot reach."""
+    assert Endpoint.parse(text).loopback is loopback

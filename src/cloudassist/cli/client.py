@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import urllib.error
 import urllib.request
@@ -83,6 +84,17 @@ class Endpoint:
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.netloc}/"
+
+    @property
+    def loopback(self) -> bool:
+        """The endpoint is this machine (localhost, 127.0.0.0/8, ::1)."""
+        host = urlsplit(self.url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
 
 def _pct(text: str) -> str:
@@ -160,7 +172,9 @@ class Client:
         self.endpoint = endpoint
         self.credentials = credentials
         self.timeout = timeout
-        self._opener = urllib.request.build_opener()
+        # the standard proxy variables are honoured (with NO_PROXY), except for a server on this machine
+        local = urllib.request.ProxyHandler({}) if endpoint.loopback else urllib.request.ProxyHandler()
+        self._opener = urllib.request.build_opener(local)
 
     def call(self, action: str, params: Mapping[str, object] | None = None) -> dict[str, Any]:
         """Call `action` with `params` (flattened, `RegionId` added unless given); the answer's JSON object.
