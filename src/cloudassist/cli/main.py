@@ -20,6 +20,15 @@ class LazyGroup(click.Group):
         "keys": "cloudassist.cli.keys:keys",
         "up": "cloudassist.cli.up:up",
         "agent": "cloudassist.agent.cli:agent",
+        # the API's client side (cli/client.py): signed calls to any cloudassist server or the real service
+        "run": "cloudassist.cli.run:run",
+        "stop": "cloudassist.cli.run:stop",
+        "results": "cloudassist.cli.listings:results",
+        "invocations": "cloudassist.cli.listings:invocations",
+        "commands": "cloudassist.cli.listings:commands",
+        "instances": "cloudassist.cli.listings:instances",
+        "activations": "cloudassist.cli.listings:activations",
+        "send-file": "cloudassist.cli.files:send_file",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
