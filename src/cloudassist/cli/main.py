@@ -29,6 +29,7 @@ class LazyGroup(click.Group):
         "instances": "cloudassist.cli.listings:instances",
         "activations": "cloudassist.cli.listings:activations",
         "send-file": "cloudassist.cli.files:send_file",
+        "session": "cloudassist.cli.session:session",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
