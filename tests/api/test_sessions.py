@@ -4,12 +4,18 @@ the documented rules with their codes, the URL and its token, ClientToken, and e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
-from apiwire import LINUX_1, LINUX_2, Api
+from apiwire import LINUX_1, LINUX_2, REGION, Api, Reply, ServerLog, seed_instances
 
+from cloudassist.api.app import create_app
+from cloudassist.services.access import AccessService
+from cloudassist.services.context import Context
 from cloudassist.services.sessions import Refused, SessionService
+from cloudassist.testing import FixedClock, sign_v1
 
 
 async def test_start_returns_a_url_on_this_server_with_its_token(api: Api) -> None:
@@ -102,3 +108,44 @@ async def test_token_is_single_use_bound_and_secret(api: Api) -> None:
         await service.open_connection(a["SessionId"], a["SecurityToken"], None, "")
     with pytest.raises(Refused, match="InvalidInstanceId"):
         await service.open_connection(b["SessionId"], b["SecurityToken"], LINUX_1, "")
+
+
+async def test_token_expires_after_ten_minutes(api: Api, clock: FixedClock) -> None:
+    """The WebSocketUrl's token works for 10 minutes; after that it is refused as TokenExpired."""
+    started = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    clock.advance(minutes=10, seconds=1)
+    with pytest.raises(Refused, match="TokenExpired"):
+        await SessionService(api.ctx).open_connection(started["SessionId"], started["SecurityToken"], None, "")
+
+
+async def test_another_account_never_reaches_the_session(api: Api) -> None:
+    """Account bob cannot see, end, or start a session on the default account's sessions and instances."""
+    started = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    await AccessService(api.ctx).ensure_key("AKBOB0000000000", "bob-secret", "bob")
+
+    async def as_bob(params: dict[str, str]) -> Reply:
+        signed = sign_v1({"Format": "JSON", "RegionId": REGION, **params}, "AKBOB0000000000", "bob-secret",
+                         method="POST", timestamp=api.ctx.clock.now())
+        return api.check(await api.send(signed), "JSON")
+
+    listed = await as_bob({"Action": "DescribeTerminalSessions", "SessionId": started["SessionId"]})
+    assert listed.body["Sessions"] == {"Session": []}
+    ended = await as_bob({"Action": "EndTerminalSession", "SessionId": started["SessionId"]})
+    assert (ended.status, ended.code) == (404, "InvalidSessionId.NotFound")
+    other = await as_bob({"Action": "StartTerminalSession", "InstanceId.1": LINUX_1})
+    assert (other.status, other.code) == (404, "InvalidInstance.NotFound")
+    mine = await api.ok("DescribeTerminalSessions", {"SessionId": started["SessionId"]})
+    assert len(mine["Sessions"]["Session"]) == 1
+
+
+async def test_sessions_per_region_are_limited(ctx: Context, server_log: ServerLog) -> None:
+    """Beyond session_max_per_region live sessions, StartTerminalSession answers SessionCount.ExceedLimit (403)."""
+    ctx = replace(ctx, settings=ctx.settings.replace(session_max_per_region=2))
+    await seed_instances(ctx)
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        api = Api(ctx, client, server_log)
+        await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+        await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_2})
+        reply = await api.call("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    assert (reply.status, reply.code) == (403, "SessionCount.ExceedLimit")
