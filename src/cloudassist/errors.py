@@ -215,6 +215,21 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     ),
     "InvalidActivation.IpAddressDenied": (403, "The IP address of the host is not allowed to use the activation code."),
     "InvalidPublicKey.Malformed": (400, "The public key is not a valid PEM or base64 encoded RSA public key."),
+    # Session Manager: StartTerminalSession's documented table (reference §7), EndTerminalSession's
+    "PortNumber.Invalid": (400, "The specified parameter PortNumber is not valid."),
+    "InvalidParameter.ConnectionType": (400, "The specified parameter ConnectionType is not valid."),
+    "SessionCount.ExceedLimit": (403, "The number of sessions exceeds the upper limit."),
+    "UserBehavior.SessionManagerDisabled": (403, "The api is disabled by user behavior."),
+    "InvalidCommandLine.Conflict": (403, "CommandLine cannot be specified together with PortNumber or TargetServer."),
+    "InvalidTargetServer.MissingPortNumber": (403, "TargetServer requires PortNumber."),
+    "InvalidCommandLine.LengthLimitExceeded": (403, "The length of CommandLine exceeds the limit of 512."),
+    "InvalidInstanceIds.CountLimitExceeded": (
+        403,
+        "Only one instance may be specified together with TargetServer or CommandLine.",
+    ),
+    "InvalidTargetServer.LengthLimitExceeded": (403, "The length of TargetServer exceeds the limit of 128."),
+    "InvalidPasswordName.LengthLimitExceeded": (403, "The length of PasswordName exceeds the limit of 255."),
+    "InvalidSessionId.NotFound": (404, "The specified SessionId does not exist."),
 }
 
 

@@ -21,6 +21,7 @@ from cloudassist import preflight
 from cloudassist.api.agent.app import create_agent_app, keep_delivering
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
+from cloudassist.api.session.relay import Relay
 from cloudassist.clock import SystemClock
 from cloudassist.edge.budget import Budget
 from cloudassist.edge.guard import ConnectionGuard
@@ -206,8 +207,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     api_edge, agent_edge = _edges(settings, open_files)  # after prepare: the certificate goes in the data directory
     hub = KickHub()
     leadership = Leadership(ctx.store.url)
-    ctx = replace(ctx, notify=hub, leader=leadership)
-    background = [asyncio.create_task(leadership.keep_trying())]
+    relay = Relay()
+    ctx = replace(ctx, notify=hub, leader=leadership, sessions=relay)
+    relay.bind(ctx)  # after notify: the relay kicks through the hub
+    background = [asyncio.create_task(leadership.keep_trying()), asyncio.create_task(relay.run())]
     if not ctx.store.sqlite:  # servers sharing a PostgreSQL database kick each other's agents
         hub.channel = KickChannel(ctx.store.url, hub.kick_local)
         background.append(asyncio.create_task(hub.channel.run()))

@@ -30,6 +30,7 @@ from cloudassist.store.invocations import Invocations
 from cloudassist.store.nonces import Nonces
 from cloudassist.store.plugins import Plugins
 from cloudassist.store.results import Results
+from cloudassist.store.sessions import TerminalSessions
 from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
 
@@ -99,6 +100,10 @@ class Tx:
     @property
     def files(self) -> Files:
         return Files(self.conn)
+
+    @property
+    def sessions(self) -> TerminalSessions:
+        return TerminalSessions(self.conn)
 
     @property
     def assistant_settings(self) -> AssistantSettingsRepo:

@@ -361,3 +361,58 @@ plugin_statuses = Table(
     Column("first_heartbeat_time", Time, nullable=False),
     Column("last_heartbeat_time", Time, nullable=False),
 )
+
+
+#: Session Manager sessions (`s-…`): what StartTerminalSession asked for, who asked, and the URL's token (its hash).
+terminal_sessions = Table(
+    "terminal_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    #: The instances the session may reach, space-separated (at most 10).
+    Column("instance_ids", Text, nullable=False),
+    Column("port_number", Integer, nullable=True),
+    Column("target_server", String(128), nullable=False),
+    Column("command_line", String(512), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("password_name", String(255), nullable=False),
+    Column("connection_type", String(16), nullable=False),
+    #: Who started it: the AccessKeyId of the signed call, and from which address.
+    Column("access_key_id", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    #: SHA-256 of the WebSocketUrl's token, its expiry, and when it was spent (shell sessions: single use).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_expires", Time, nullable=False),
+    Column("token_used_time", Time, nullable=True),
+    #: Set by EndTerminalSession: the session and its URL are closed for good.
+    Column("ended_time", Time, nullable=True),
+    Index(None, "account_id", "region_id", "creation_time"),
+)
+
+#: One row per client websocket of a session (its agent channel): the audit record of that connection.
+terminal_connections = Table(
+    "terminal_connections",
+    metadata,
+    Column("channel_id", String(32), primary_key=True),
+    Column("session_id", String(64), ForeignKey("terminal_sessions.session_id"), nullable=False, index=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    #: Connecting, Connected, Terminated or Failed.
+    Column("status", String(16), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("start_time", Time, nullable=False),
+    Column("connected_time", Time, nullable=True),
+    Column("end_time", Time, nullable=True),
+    Column("closed_reason", String(64), nullable=False),
+    Column("failed_detail", String(255), nullable=False),
+    #: What the agent reported on v1/session/status (`errorcode`), verbatim.
+    Column("agent_status", String(64), nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("bytes_out", BigInteger, nullable=False),
+    #: What the terminal showed (agent output), when the account keeps transcripts; cut at the size cap.
+    Column("transcript", LargeBinary, nullable=True),
+    Column("transcript_truncated", Boolean, nullable=False),
+    Index(None, "instance_id", "status"),
+)

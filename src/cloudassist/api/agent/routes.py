@@ -19,6 +19,8 @@ from cloudassist.api.agent.auth import AgentAuth, AgentAuthError, Signed
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
 from cloudassist.api.failures import log_internal_error
+from cloudassist.api.session.agent import agent_websocket, list_entry
+from cloudassist.api.session.relay import relay_of
 from cloudassist.domain.assistant_settings import DEFAULT_UPDATE_INTERVAL
 from cloudassist.domain.instances import ManagedInstance
 from cloudassist.domain.plugins import read_report as read_plugin_report
@@ -31,6 +33,7 @@ from cloudassist.services.delivery import DeliveryService, TaskList, relist_befo
 from cloudassist.services.files import Delivery, FileService, is_file_task
 from cloudassist.services.instances import InstanceService
 from cloudassist.services.plugins import PluginService
+from cloudassist.services.sessions import SessionService
 from cloudassist.store.store import Tx
 
 log = logging.getLogger("cloudassist.agent_face")
@@ -112,6 +115,8 @@ class AgentEndpoints:
         self.plugins = PluginService(ctx)
         self.throttle = Throttle("agent", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
         self._account_names: dict[int, str] = {}
+        self.sessions = SessionService(ctx)
+        self.relay = relay_of(ctx)[1]
 
     async def _verify(self, headers: Any) -> Signed:
         return await self.auth.verify({k.lower(): v for k, v in headers.items()})
@@ -215,7 +220,10 @@ class AgentEndpoints:
         if path == "gshell":
             return ok(gshellSupport="false", instanceId=instance.instance_id)
         if path == "v1/session/list":
-            return ok(instanceId=instance.instance_id, session=[])
+            return ok(instanceId=instance.instance_id, session=await self._session_list(request, instance))
+        if path == "v1/session/status":
+            await self._session_status(request, instance)
+            return ok(instanceId=instance.instance_id)
         if path in ("v1/plugin/list", "v2/plugin/update_check"):
             return ok(instanceId=instance.instance_id, pluginList=[], plugins=[])
         # metrics, client_report, inventory, state reports, session status: taken and dropped
@@ -306,6 +314,48 @@ class AgentEndpoints:
             session=[],
         )
 
+    async def _session_list(self, request: Request, instance: ManagedInstance) -> list[dict[str, Any]]:
+        """The channel the kick named, when it is an open channel of this instance: one entry, or none."""
+        found = await self.sessions.channel(request.query_params.get("channelId", ""), instance.instance_id)
+        if found is None:
+            return []
+        return [list_entry(*found, self.ctx.settings.session_agent_flow_limit)]
+
+    async def _session_status(self, request: Request, instance: ManagedInstance) -> None:
+        """How the agent's channel ended (`errorcode`, opaque): told to the client's end, wherever it is."""
+        query = request.query_params
+        channel, code = query.get("channelId", ""), query.get("errorcode", "") or query.get("status", "")
+        if await self.sessions.agent_reported(channel, instance.instance_id, code):
+            self.relay.to_client(channel, "status", code[:64].encode("ascii", "replace"))
+
+    async def session_backend(self, ws: WebSocket) -> None:
+        """`/luban/session/backend?channelId=`: the agent's data websocket, signed like its other requests."""
+        instance = await self._admit(ws, "session websocket")
+        if instance is not None:
+            await agent_websocket(ws, self.ctx, self.relay, instance.instance_id)
+
+    async def _admit(
+        self, ws: WebSocket, what: str, work: Callable[[Tx, ManagedInstance], Awaitable[object]] | None = None
+    ) -> ManagedInstance | None:
+        """The instance whose signed upgrade this is (its request id spent, `work` done with it), or None when the
+        upgrade was refused and closed (an address throttled, a bad signature, the store away)."""
+        address = peer(ws)
+        if self.throttle.retry_after(address):
+            await ws.close(code=1008)
+            return None
+        try:
+            instance, _ = await self.act(await self._verify(ws.headers), work)
+        except AgentAuthError as exc:
+            self.throttle.failed(address)
+            log.info("refused %s: %s", what, exc)
+            await ws.close(code=1008)
+            return None
+        except Exception as exc:  # the store is down, or a bug: one line in the log
+            log_internal_error(log, f"{what} upgrade", exc)
+            await ws.close(code=1011)
+            return None
+        return instance
+
     async def _account_name(self, account_id: int) -> str:
         """An account's name (names never change, so each is read once)."""
         if account_id not in self._account_names:
@@ -331,23 +381,9 @@ class AgentEndpoints:
         """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in. Opening it
         is a sign of life; its close marks the agent offline at once, unless it has another websocket here
         (one that replaced it) or the server is going away (1012)."""
-        address = peer(ws)
-        if self.throttle.retry_after(address):
-            await ws.close(code=1008)
-            return
         now = self.ctx.clock.now()
-        try:
-            instance, _ = await self.act(
-                await self._verify(ws.headers), lambda tx, i: self.instances.heartbeat_in(tx, i, now, None)
-            )
-        except AgentAuthError as exc:
-            self.throttle.failed(address)
-            log.info("refused websocket: %s", exc)
-            await ws.close(code=1008)
-            return
-        except Exception as exc:  # the store is down, or a bug: one line in the log
-            log_internal_error(log, "websocket upgrade", exc)
-            await ws.close(code=1011)
+        instance = await self._admit(ws, "websocket", lambda tx, i: self.instances.heartbeat_in(tx, i, now, None))
+        if instance is None:
             return
         await ws.accept()
         self.hub.add(instance.instance_id, ws, now)

@@ -189,7 +189,10 @@ class RpcEndpoint:
         region = values["RegionId"]
         if not _REGION.match(region) or (self.ctx.settings.regions and region not in self.ctx.settings.regions):
             raise ApiError.of("InvalidRegionId.NotFound")
-        body = await spec.handler(Call(self.ctx, Scope(key.account_id, region), values))
+        call_ = Call(
+            self.ctx, Scope(key.account_id, region), values, key.access_key_id, address, rpc.headers.get("host", "")
+        )
+        body = await spec.handler(call_)
         return name, body
 
     async def authenticate(self, rpc: RpcRequest) -> AccessKey:

@@ -2,7 +2,7 @@
 each instance's agent reports
 
 Revision ID: 0007
-Revises: 0005 (another branch adds 0006; the merge re-chains this one after it)
+Revises: 0006
 Create Date: 2026-12-05
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
