@@ -325,8 +325,10 @@ class AgentEndpoints:
         """How the agent's channel ended (`errorcode`, opaque): told to the client's end, wherever it is."""
         query = request.query_params
         channel, code = query.get("channelId", ""), query.get("errorcode", "") or query.get("status", "")
+        exit_code = query.get("exitCode", "")  # our agent's: the shell's exit status, told to our client
+        told = f"{code[:64]} {int(exit_code) % 256}" if exit_code.isdigit() and len(exit_code) < 6 else code[:64]
         if await self.sessions.agent_reported(channel, instance.instance_id, code):
-            self.relay.to_client(channel, "status", code[:64].encode("ascii", "replace"))
+            self.relay.to_client(channel, "status", told.encode("ascii", "replace"))
 
     async def session_backend(self, ws: WebSocket) -> None:
         """`/luban/session/backend?channelId=`: the agent's data websocket, signed like its other requests."""

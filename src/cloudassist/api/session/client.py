@@ -40,6 +40,9 @@ class Outcome:
     tell: str | None = None
     #: Whether the agent's channel must be stopped (it did not end it itself).
     stop_agent: bool = True
+    #: The shell's exit status when the agent reported one (our agent's `exitCode`): told to the client first as
+    #: a status-3 frame `exitCode=N`, which the official client ignores (status 3 is a no-op to it).
+    exit_code: int | None = None
 
 
 class ClientSession:
@@ -114,9 +117,10 @@ class ClientSession:
         elif kind == "dropped":
             self.dropped_at = time.monotonic()
         elif kind == "status":
-            code = data.decode("ascii", "replace")
+            code, _, exit_code = data.decode("ascii", "replace").partition(" ")
             status, reason, detail = rules.closed_reason_of(code)
-            return Outcome(status, reason, detail, tell=frames.close_reason(code), stop_agent=False)
+            told = int(exit_code) if exit_code.isdigit() else None
+            return Outcome(status, reason, detail, tell=frames.close_reason(code), stop_agent=False, exit_code=told)
         elif kind == "invalid":
             return Outcome(
                 rules.FAILED, rules.MESSAGE_FORMAT_INVALID, "agent: " + data.decode(), "MessageFormatInvalid"
@@ -226,6 +230,9 @@ class ClientSession:
     async def _finish(self, outcome: Outcome) -> None:
         if outcome.stop_agent:
             self.relay.stop(self.channel, self.connection.instance_id)
+        if outcome.exit_code is not None:
+            with contextlib.suppress(Exception):
+                await self._send(MessageType.STATUS, frames.status(StatusCode.NOOP, b"exitCode=%d" % outcome.exit_code))
         if outcome.tell is not None:
             with contextlib.suppress(Exception):
                 await self._send(MessageType.STATUS, frames.status(StatusCode.CLOSED, outcome.tell.encode()))
