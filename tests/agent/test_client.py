@@ -67,15 +67,8 @@ def registered(server: LiveServer, state_dir: Path, name: str = "") -> ident.Ide
     key = ident.generate()
     machine_id = ident.machine_id(state_dir)
     ca = str(server.data_dir / "ca.pem")
-    body = registration_body(
-        key=key,
-        activation_code=code,
-        activation_id=activation_id,
-        region_id=REGION,
-        machine_id=machine_id,
-        name=name,
-        tags=[("env", "test")],
-    )
+    body = registration_body(key=key, activation_code=code, activation_id=activation_id, region_id=REGION,
+                             machine_id=machine_id, name=name, tags=[("env", "test")])
     instance_id = asyncio.run(register(server.agent_endpoint, ca, body))
     identity = ident.Identity(instance_id, machine_id, REGION, server.agent_endpoint, ca, name, key)
     ident.save(state_dir, identity)
@@ -136,13 +129,11 @@ def test_tampered_replayed_or_foreign_signatures_are_refused(server: LiveServer,
         tampered["X-Acs-Signature"] = base64.b64encode(bytes(raw)).decode()
         assert http.get(url, headers=tampered).status_code == 401
 
-        impostor = ident.Identity(
-            identity.instance_id, identity.machine_id, REGION, identity.server, identity.ca_file, "", ident.generate()
-        )
+        impostor = ident.Identity(identity.instance_id, identity.machine_id, REGION, identity.server,
+                                  identity.ca_file, "", ident.generate())
         assert http.get(url, headers=_headers(impostor)).status_code == 401
-        clone = ident.Identity(
-            identity.instance_id, "0" * 32, REGION, identity.server, identity.ca_file, "", identity.private_key
-        )
+        clone = ident.Identity(identity.instance_id, "0" * 32, REGION, identity.server, identity.ca_file, "",
+                               identity.private_key)
         assert http.get(url, headers=_headers(clone)).status_code == 401
         assert http.get(url).status_code == 401
         assert http.get(url, headers=_headers(identity)).status_code == 200
@@ -163,14 +154,9 @@ def test_the_kick_websocket_is_signed_and_rings_for_new_work(server: LiveServer,
 
     async def ring(client: ServerClient) -> str:
         async with await client.notify_socket() as ws:
-            await asyncio.to_thread(
-                server.api,
-                Action="RunCommand",
-                Type="RunShellScript",
-                CommandContent="echo hi",
-                ContentEncoding="PlainText",
-                **{"InstanceId.1": identity.instance_id},
-            )
+            await asyncio.to_thread(server.api, Action="RunCommand", Type="RunShellScript",
+                                    CommandContent="echo hi", ContentEncoding="PlainText",
+                                    **{"InstanceId.1": identity.instance_id})
             message = await asyncio.wait_for(ws.recv(), 10)
             assert isinstance(message, str)
             await ws.send(f"accept:{message}")
@@ -186,9 +172,8 @@ def test_the_kick_websocket_is_signed_and_rings_for_new_work(server: LiveServer,
     assert entry["repeat"] == "Once"
     assert entry["task"]["invokeVersion"] == 1
 
-    impostor = ident.Identity(
-        identity.instance_id, identity.machine_id, REGION, identity.server, identity.ca_file, "", ident.generate()
-    )
+    impostor = ident.Identity(identity.instance_id, identity.machine_id, REGION, identity.server,
+                              identity.ca_file, "", ident.generate())
 
     async def refused(client: ServerClient) -> None:
         await client.notify_socket()
@@ -202,9 +187,8 @@ def test_the_server_certificate_must_chain_to_the_pinned_ca(server: LiveServer, 
     """With the system's CAs instead of the server's CA file, TLS fails: nothing is sent to an unverified
     server."""
     identity = registered(server, tmp_path / "state")
-    unpinned = ident.Identity(
-        identity.instance_id, identity.machine_id, REGION, identity.server, "", "", identity.private_key
-    )
+    unpinned = ident.Identity(identity.instance_id, identity.machine_id, REGION, identity.server, "", "",
+                              identity.private_key)
 
     async def beat(client: ServerClient) -> None:
         await client.heart_beat(first=True, cold_start=False)
@@ -234,17 +218,8 @@ def test_cli_registers_once_and_refuses_bad_activations(server: LiveServer, tmp_
     --check` shows the instance and that the server accepts its signature; `deregister` forgets it."""
     code, activation_id = activation(server)
     runner = CliRunner()
-    args = [
-        "register",
-        "--server",
-        server.agent_endpoint,
-        "--activation-id",
-        activation_id,
-        "--region",
-        REGION,
-        "--ca-file",
-        str(server.data_dir / "ca.pem"),
-    ]
+    args = ["register", "--server", server.agent_endpoint, "--activation-id", activation_id, "--region", REGION,
+            "--ca-file", str(server.data_dir / "ca.pem")]
     bad = runner.invoke(agent, [*args, "--activation-code", "a-wrong", "--state-dir", str(tmp_path / "bad")])
     assert bad.exit_code == 1
     assert "registration refused" in bad.output
@@ -295,14 +270,9 @@ def test_a_run_entry_is_read_leniently_and_built_ins_are_filled_only_when_enable
     with the official floors (1 s, 12,000 bytes); an empty repeat means Once unless there is a cron."""
     script = b"echo {{ACS::InstanceId}} {{ ACS::InvokeId }} {{ACS::Nope}} {{custom}}"
     task: dict[str, Any] = {
-        "taskID": "t-1",
-        "invokeVersion": 2,
-        "type": "RunShellScript",
-        "enableParameter": True,
-        "commandContent": base64.b64encode(script).decode(),
-        "timeOut": "abc",
-        "builtInParameter": {"ACS::InstanceId": "mi-1", "ACS::InvokeId": "t-1"},
-    }
+        "taskID": "t-1", "invokeVersion": 2, "type": "RunShellScript", "enableParameter": True,
+        "commandContent": base64.b64encode(script).decode(), "timeOut": "abc",
+        "builtInParameter": {"ACS::InstanceId": "mi-1", "ACS::InvokeId": "t-1"}}
     entry = {"task": task, "output": {"interval": 10, "logQuota": 5}, "repeat": ""}
     order = RunOrder.parse(entry)
     assert order.key == ("t-1", 2)
@@ -324,25 +294,14 @@ def test_cli_registers_with_several_servers_and_uses_the_one_that_answers(server
     code, activation_id = activation(server)
     dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     runner = CliRunner()
-    args = [
-        "register",
-        "--activation-id",
-        activation_id,
-        "--region",
-        REGION,
-        "--ca-file",
-        str(server.data_dir / "ca.pem"),
-        "--activation-code",
-        code,
-    ]
+    args = ["register", "--activation-id", activation_id, "--region", REGION, "--ca-file",
+            str(server.data_dir / "ca.pem"), "--activation-code", code]
     state = tmp_path / "state"
     wrong = runner.invoke(agent, [*args, "--server", "h:1,h:port", "--state-dir", str(state)])
     assert wrong.exit_code == 2
     assert "'h:port' is not HOST:PORT" in wrong.output
-    ok = runner.invoke(
-        agent,
-        [*args, "--server", f"{dead[0]}, {dead[1]}", "--server", server.agent_endpoint, "--state-dir", str(state)],
-    )
+    ok = runner.invoke(agent, [*args, "--server", f"{dead[0]}, {dead[1]}", "--server", server.agent_endpoint,
+                               "--state-dir", str(state)])
     assert ok.exit_code == 0, ok.output
     identity = ident.load(state)
     assert identity.server == f"{dead[0]},{dead[1]},{server.agent_endpoint}"

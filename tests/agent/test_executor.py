@@ -62,13 +62,8 @@ def subreaper() -> Iterator[None]:
 
 def spec(content: bytes | str, timeout: float = 30, **kwargs: Any) -> TaskSpec:
     body = content.encode() if isinstance(content, str) else content
-    return TaskSpec(
-        task_id=kwargs.pop("task_id", "t-test"),
-        command_type=kwargs.pop("command_type", "RunShellScript"),
-        content=body,
-        timeout=timeout,
-        **kwargs,
-    )
+    return TaskSpec(task_id=kwargs.pop("task_id", "t-test"), command_type=kwargs.pop("command_type", "RunShellScript"),
+                    content=body, timeout=timeout, **kwargs)
 
 
 async def run(task: TaskSpec, buffer: OutputBuffer | None = None) -> Outcome:
@@ -409,14 +404,9 @@ async def test_runs_as_another_user(user: tuple[str, str], monkeypatch: pytest.M
     name, group = user
     monkeypatch.setenv("AGENT_SECRET", "s3cret")
     home = pwd.getpwnam(name).pw_dir
-    out = await run(
-        spec(
-            'id -un; id -Gn; echo "$HOME $USER $LOGNAME $SHELL"; pwd; stat -c "%U %a" "$0" '
-            '"$(dirname "$0")"; echo "secret=$AGENT_SECRET extra=$EXTRA"',
-            username=name,
-            env={"EXTRA": "e"},
-        )
-    )
+    out = await run(spec('id -un; id -Gn; echo "$HOME $USER $LOGNAME $SHELL"; pwd; stat -c "%U %a" "$0" '
+                         '"$(dirname "$0")"; echo "secret=$AGENT_SECRET extra=$EXTRA"',
+                         username=name, env={"EXTRA": "e"}))
     assert (out.kind, out.exit_code) == ("finished", 0), out
     whoami, groups, env, cwd, file_owner, dir_owner, secret = out.output.decode().splitlines()
     assert whoami == name
@@ -456,8 +446,4 @@ def test_signal_exit_codes_follow_the_shell_convention() -> None:
     from cloudassist.agent.executor import _exit_code
 
     assert (_exit_code(-signal.SIGKILL), _exit_code(-signal.SIGTERM), _exit_code(5), _exit_code(None)) == (
-        137,
-        143,
-        5,
-        -1,
-    )
+        137, 143, 5, -1)

@@ -54,11 +54,8 @@ class FaultyAgent(AgentProcess):
         self.starts += 1
         self.process = subprocess.Popen(
             [*AGENT, "run", "--state-dir", str(self.state_dir), "--log-level", "info"],
-            env={**self.env, **self.extra_env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=self.preexec,
-        )
+            env={**self.env, **self.extra_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec)
         self._drain = threading.Thread(target=self._copy, args=(self.process,), daemon=True)
         self._drain.start()
         return self
@@ -104,8 +101,7 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_tasks_listed_while_the_state_directory_is_full_run_once_when_space_returns(
-    server: LiveServer, agent: FaultyAgent, tmp_path: Path
-) -> None:
+        server: LiveServer, agent: FaultyAgent, tmp_path: Path) -> None:
     """Issue 8, point 6. Two tasks are listed while no journal entry can be written: neither starts (nothing
     runs, the server keeps them Pending rather than counting them delivered), the second is not skipped for
     the first, and a few seconds after space comes back both are fetched again and run, each exactly once."""
@@ -128,17 +124,15 @@ def test_tasks_listed_while_the_state_directory_is_full_run_once_when_space_retu
 
 
 def test_a_run_that_ends_while_the_disk_is_full_loses_nothing(
-    server: LiveServer, agent: FaultyAgent, tmp_path: Path
-) -> None:
+        server: LiveServer, agent: FaultyAgent, tmp_path: Path) -> None:
     """A command ends while the agent can write nothing: its final report, which cannot be spooled, is kept in
     memory and delivered (Success, its whole output); the agent goes on, and after space comes back it runs
     the next task and, restarted, reports nothing more about the first."""
     agent.start()
     wait_for(agent.connected, 30, "the agent to connect")
     gate = tmp_path / "gate"
-    invoke_id = run_command(
-        server, agent.instance_id, f"echo before; while [ ! -e {gate} ]; do sleep 0.1; done; echo after"
-    )
+    invoke_id = run_command(server, agent.instance_id, f"echo before; while [ ! -e {gate} ]; do sleep 0.1; done; "
+                            "echo after")
     wait_for(lambda: result(server, invoke_id)["Output"] == "before\n", 20, "the first output")
     agent.disk_full(True)
     gate.touch()
@@ -162,17 +156,13 @@ def _journal(agent: FaultyAgent) -> list[dict[str, Any]]:
 
 
 def test_a_report_the_server_refuses_for_good_is_dead_lettered_and_the_reports_behind_it_go_on(
-    server: LiveServer, agent: FaultyAgent
-) -> None:
+        server: LiveServer, agent: FaultyAgent) -> None:
     """A spooled report the server refuses with its own 4xx (here 413 RequestTooLarge: a body over 1 MiB) is
     moved to dead-letter/ with the server's answer and logged; the reports behind it are delivered."""
     spool = agent.state_dir / "spool"
     spool.mkdir(mode=0o700)
-    header = {
-        "kind": "running",
-        "query": {"taskId": "t-poison", "invokeVersion": "1", "outputOffset": "0"},
-        "final": False,
-    }
+    header = {"kind": "running", "query": {"taskId": "t-poison", "invokeVersion": "1", "outputOffset": "0"},
+              "final": False}
     (spool / "000000000001-chunk.rep").write_bytes(json.dumps(header).encode() + b"\n" + b"x" * (1024 * 1024 + 1))
     agent.start()
     wait_for(agent.connected, 30, "the agent to connect")
@@ -198,8 +188,7 @@ def _without_root_overrides() -> None:
 
 
 def test_a_read_only_state_directory_is_reported_and_waited_for_not_crash_looped(
-    server: LiveServer, agent: FaultyAgent
-) -> None:
+        server: LiveServer, agent: FaultyAgent) -> None:
     """With a state directory it cannot write, the agent neither runs nor exits: it says so once, clearly (no
     traceback), and waits; once the directory can be written it starts and runs tasks."""
     if os.geteuid() == 0:
@@ -228,10 +217,8 @@ def test_a_clock_step_changes_no_timeout(server: LiveServer, agent: FaultyAgent,
     5 minutes back while one runs past its Timeout of 10: it still ends Timeout about 10 s after it started."""
     offset = tmp_path / "offset"
     offset.write_text("0")
-    agent.extra_env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(CLOCKSTEP), os.environ.get("PYTHONPATH")])),
-        "CLOUDASSIST_TEST_CLOCK_OFFSET_FILE": str(offset),
-    }
+    agent.extra_env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(CLOCKSTEP), os.environ.get("PYTHONPATH")])),
+                       "CLOUDASSIST_TEST_CLOCK_OFFSET_FILE": str(offset)}
     agent.start()
     wait_for(agent.connected, 30, "the agent to connect")
     assert "clock offset hook" in agent.log()
@@ -269,7 +256,7 @@ GARBAGE = (
     _reply(b"truncated", length=100_000),
     _reply(b'{"code":"200\xff\xfe"}'),
     _reply(b'{"code":500,"nextInterval":"soon","newTasks":"yes"}'),
-    _reply(b"[1, 2, 3]"),
+    _reply(b'[1, 2, 3]'),
 )
 #: What it answers a task list request: lists that are not lists, entries that are not entries.
 GARBAGE_LISTS = (
@@ -282,6 +269,7 @@ class Proxy:
     """An endpoint in front of the agent face: `mode` is "pass" (TCP through to it), or, as TLS with the
     server's own certificate, "silent" (requests are read and never answered) or "garbage" (each request
     gets the next of GARBAGE, or of GARBAGE_LISTS). `drop()` closes every connection open now."""
+
 
     def __init__(self, live: LiveServer) -> None:
         self.upstream = live.agent_port
@@ -380,8 +368,7 @@ class _quiet:
 
 
 def test_a_server_that_answers_slowly_or_with_garbage_is_retried_never_a_crash(
-    server: LiveServer, tmp_path: Path
-) -> None:
+        server: LiveServer, tmp_path: Path) -> None:
     """Behind a proxy that for a while answers nothing, then garbage (not HTTP, not JSON, a broken gzip body, a
     500, a truncated body, invalid UTF-8), the agent keeps running and logs no
     traceback; a result made meanwhile waits in its spool; once the server answers again, that result and a
@@ -392,36 +379,18 @@ def test_a_server_that_answers_slowly_or_with_garbage_is_retried_never_a_crash(
     agent.home.mkdir(parents=True)
     agent.env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     agent.env.update(CLOUDASSIST_AGENT_RUNTIME_DIR=str(agent.home), CLOUDASSIST_ACTIVATION_CODE=made["ActivationCode"])
-    registered = subprocess.run(
-        [
-            *AGENT,
-            "register",
-            "--server",
-            proxy.endpoint,
-            "--activation-id",
-            made["ActivationId"],
-            "--region",
-            "cn-hangzhou",
-            "--ca-file",
-            str(server.data_dir / "ca.pem"),
-            "--state-dir",
-            str(agent.state_dir),
-        ],
-        env=agent.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    registered = subprocess.run([*AGENT, "register", "--server", proxy.endpoint, "--activation-id",
+                                 made["ActivationId"], "--region", "cn-hangzhou", "--ca-file",
+                                 str(server.data_dir / "ca.pem"), "--state-dir", str(agent.state_dir)],
+                                env=agent.env, capture_output=True, text=True, timeout=60, check=False)
     assert registered.returncode == 0, registered.stdout + registered.stderr
     agent.instance_id = registered.stdout.split("instance id ", 1)[1].split()[0]
     try:
         agent.start()
         wait_for(agent.connected, 30, "the agent to connect through the proxy")
         gate = tmp_path / "gate"
-        early = run_command(
-            server, agent.instance_id, f"echo x; while [ ! -e {gate} ]; do sleep 0.1; done; echo y", Timeout="600"
-        )
+        early = run_command(server, agent.instance_id, f"echo x; while [ ! -e {gate} ]; do sleep 0.1; done; echo y",
+                            Timeout="600")
         wait_for(lambda: result(server, early)["Output"] == "x\n", 20, "the first task to start")
 
         proxy.mode = "silent"
@@ -451,8 +420,7 @@ def test_a_server_that_answers_slowly_or_with_garbage_is_retried_never_a_crash(
 
 
 def test_send_file_to_a_full_disk_fails_cleanly_and_the_next_one_is_written(
-    server: LiveServer, agent: FaultyAgent, tmp_path: Path
-) -> None:
+        server: LiveServer, agent: FaultyAgent, tmp_path: Path) -> None:
     """SendFile of 20 KB where no file may grow past 4 KB (the journal's entries fit, the file does not): the
     task ends Failed/FileCreateFail, no partial file is left, the agent goes on; with room again the same
     file is written."""
@@ -465,14 +433,8 @@ def test_send_file_to_a_full_disk_fails_cleanly_and_the_next_one_is_written(
     content = base64.b64encode(os.urandom(20_000)).decode()
 
     def send(name: str) -> dict[str, Any]:
-        made = server.api(
-            Action="SendFile",
-            Name=name,
-            TargetDir=str(target),
-            Content=content,
-            ContentType="Base64",
-            **{"InstanceId.1": agent.instance_id},
-        )
+        made = server.api(Action="SendFile", Name=name, TargetDir=str(target), Content=content,
+                          ContentType="Base64", **{"InstanceId.1": agent.instance_id})
         invoke_id = made["InvokeId"]
 
         def ended() -> dict[str, Any] | None:
@@ -480,7 +442,6 @@ def test_send_file_to_a_full_disk_fails_cleanly_and_the_next_one_is_written(
             [task] = found["Invocations"]["Invocation"]
             [one] = task["InvokeInstances"]["InvokeInstance"]
             return dict(one) if one["InvocationStatus"] not in ("Pending", "Running") else None
-
         return dict(wait_for(ended, 30, f"{invoke_id} to end"))
 
     failed = send("big.bin")
@@ -509,41 +470,26 @@ async def test_a_task_list_of_garbage_is_skipped_entry_by_entry(tmp_path: Path) 
 
     identity = ident.Identity("i-garbage01", "0" * 32, "cn-test", "127.0.0.1:9", "", "", ident.generate())
     made = Agent(identity, tmp_path / "state", client=NoServer())  # type: ignore[arg-type]
-    good = {
-        "task": {
-            "taskID": "t-good",
-            "invokeVersion": 1,
-            "type": "RunShellScript",
-            "commandContent": base64.b64encode(b"true").decode(),
-        },
-        "repeat": "Once",
-    }
+    good = {"task": {"taskID": "t-good", "invokeVersion": 1, "type": "RunShellScript",
+                     "commandContent": base64.b64encode(b"true").decode()}, "repeat": "Once"}
     for reply in GARBAGE_LISTS:
         made.dispatch(json.loads(reply.partition(b"\r\n\r\n")[2]))
-    made.dispatch(
-        {
-            "code": 200,
-            "run": [1, [2], {"task": []}, {"task": {"taskID": "t-bad"}, "output": "o"}, good],
-            "stop": [None, {"task": "x"}],
-            "file": [{"task": []}, 7],
-        }
-    )
+    made.dispatch({"code": 200, "run": [1, [2], {"task": []}, {"task": {"taskID": "t-bad"}, "output": "o"}, good],
+                   "stop": [None, {"task": "x"}], "file": [{"task": []}, 7]})
     assert set(made._runs) == {("t-good", 1)}
     await asyncio.gather(*(r.future for r in made._runs.values() if r.future), return_exceptions=True)
 
 
 def test_a_restarted_agent_that_lost_its_journal_is_not_handed_its_running_task_again(
-    server: LiveServer, agent: FaultyAgent, tmp_path: Path
-) -> None:
+        server: LiveServer, agent: FaultyAgent, tmp_path: Path) -> None:
     """Issue 8, point 7, with our agent: it is SIGKILLed while a one-time task runs and restarts with its
     journal gone (what the official agent's missing script file is to it): the server does not list the
     task again, so it is not run a second time, not even after the agent fetched and ran another task."""
     runs, pid = tmp_path / "runs", tmp_path / "pid"
     agent.start()
     wait_for(agent.connected, 30, "the agent to connect")
-    invoke_id = run_command(
-        server, agent.instance_id, f"echo run >> {runs}; echo $$ > {pid}; exec sleep 30", Timeout="600"
-    )
+    invoke_id = run_command(server, agent.instance_id, f"echo run >> {runs}; echo $$ > {pid}; exec sleep 30",
+                            Timeout="600")
     wait_for(lambda: result(server, invoke_id)["InvocationStatus"] == "Running" and pid.exists(), 20)
     assert agent.process is not None
     agent.process.kill()

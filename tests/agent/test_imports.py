@@ -24,30 +24,12 @@ agent = Agent(identity, Path(sys.argv[1]))
 print(json.dumps(sorted(sys.modules)))
 """
 
-SERVER = (
-    "sqlalchemy",
-    "starlette",
-    "uvicorn",
-    "alembic",
-    "asyncpg",
-    "aiosqlite",
-    "cloudassist.api",
-    "cloudassist.services",
-    "cloudassist.store",
-    "cloudassist.server",
-)
+SERVER = ("sqlalchemy", "starlette", "uvicorn", "alembic", "asyncpg", "aiosqlite", "cloudassist.api",
+          "cloudassist.services", "cloudassist.store", "cloudassist.server")
 DROPPED = ("cryptography", "httpx", "httpcore", "anyio", "websockets", "pyasn1")
-LATER = (
-    "cloudassist.agent.sendfile",
-    "cloudassist.domain.files",
-    "cloudassist.domain.schedules",
-    "cloudassist.domain.cron",
-    "zoneinfo",
-    "cloudassist.agent.session",
-    "cloudassist.agent.terminal",
-    "cloudassist.agent.portforward",
-    "cloudassist.domain.frames",
-)
+LATER = ("cloudassist.agent.sendfile", "cloudassist.domain.files", "cloudassist.domain.schedules",
+         "cloudassist.domain.cron", "zoneinfo", "cloudassist.agent.session", "cloudassist.agent.terminal",
+         "cloudassist.agent.portforward", "cloudassist.domain.frames")
 
 
 def test_a_starting_agent_loads_no_server_code_and_no_heavy_library(tmp_path: Path) -> None:
@@ -55,9 +37,8 @@ def test_a_starting_agent_loads_no_server_code_and_no_heavy_library(tmp_path: Pa
     websockets (or their dependencies), and not yet the file-task, schedule and Session Manager code (nor
     the zone database, TZ being unset)."""
     env = {k: v for k, v in os.environ.items() if k != "TZ"}
-    done = subprocess.run(
-        [sys.executable, "-c", _START, str(tmp_path)], capture_output=True, text=True, env=env, check=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", _START, str(tmp_path)], capture_output=True, text=True, env=env,
+                          check=True, timeout=120)
     loaded = json.loads(done.stdout)
     assert "cloudassist.agent.runner" in loaded
     assert [m for m in loaded if m.startswith(SERVER)] == []

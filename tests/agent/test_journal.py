@@ -46,20 +46,10 @@ def test_started_but_unfinished_runs_are_interrupted_and_unstarted_ones_are_forg
     reloaded = Journal(tmp_path / "journal")
     [entry] = reloaded.interrupted()
     assert (entry.task_id, entry.invoke_version, entry.started_at, entry.pid, entry.proc_start) == (
-        "t-running",
-        3,
-        1_700_000_000.5,
-        4242,
-        99,
-    )
+        "t-running", 3, 1_700_000_000.5, 4242, 99)
     assert entry.interrupted_report(1_700_000_002.0) == {
-        "taskId": "t-running",
-        "invokeVersion": "3",
-        "start": "1700000000500",
-        "end": "1700000002000",
-        "errCode": "ExecutionInterrupted",
-        "errDesc": "the agent stopped while the task ran; not run again",
-    }
+        "taskId": "t-running", "invokeVersion": "3", "start": "1700000000500", "end": "1700000002000",
+        "errCode": "ExecutionInterrupted", "errDesc": "the agent stopped while the task ran; not run again"}
     assert [e.task_id for e in reloaded.forget_unstarted()] == ["t-queued"]
     assert reloaded.accept("t-queued", 1)
     assert not reloaded.accept("t-running", 3)
@@ -86,14 +76,10 @@ def test_entries_are_private_files_written_atomically(tmp_path: Path) -> None:
 
 def test_only_one_of_many_racing_processes_accepts(tmp_path: Path) -> None:
     """Eight processes accepting the same run at the same moment: exactly one wins (link(2) is atomic)."""
-    script = (
-        "import sys; from pathlib import Path; from cloudassist.agent.journal import Journal; "
-        "print(Journal(Path(sys.argv[1])).accept('t-race', 1))"
-    )
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "journal")], stdout=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
+    script = ("import sys; from pathlib import Path; from cloudassist.agent.journal import Journal; "
+              "print(Journal(Path(sys.argv[1])).accept('t-race', 1))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "journal")], stdout=subprocess.PIPE,
+                              text=True) for _ in range(8)]
     answers = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert sorted(answers) == ["False"] * 7 + ["True"]
 

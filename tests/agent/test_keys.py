@@ -31,12 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa as crsa
 from cloudassist.agent import identity as ident
 from cloudassist.agent import keys, openssl
 
-MESSAGES = [
-    b"",
-    b"mi-abc" + b"0" * 32 + b"1764000000000" + b"5f0c3c7e-1c2b-4c1e-9a43-6d0f1c9e2b7a",
-    "ümlaut ✓".encode(),
-    bytes(range(256)) * 4,
-]
+MESSAGES = [b"", b"mi-abc" + b"0" * 32 + b"1764000000000" + b"5f0c3c7e-1c2b-4c1e-9a43-6d0f1c9e2b7a",
+            "ümlaut ✓".encode(), bytes(range(256)) * 4]
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +82,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fre
 
 
 def _pkcs8(key: crsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def test_a_new_key_is_rsa_2048_with_exponent_65537(ours: keys.PrivateKey) -> None:
@@ -114,9 +109,9 @@ def test_new_keys_have_primes_of_equal_size_as_openssl_makes_them() -> None:
         assert rsa.verify(b"x", keys.sign_md5(key, b"x"), rsa.PublicKey(key.n, key.e)) == "MD5"
 
 
-def test_signatures_are_those_cryptography_makes_with_the_same_key(
-    ours: keys.PrivateKey, theirs: crsa.RSAPrivateKey, unbalanced: keys.PrivateKey, backend: list[bytes]
-) -> None:
+def test_signatures_are_those_cryptography_makes_with_the_same_key(ours: keys.PrivateKey, theirs: crsa.RSAPrivateKey,
+                                                                   unbalanced: keys.PrivateKey,
+                                                                   backend: list[bytes]) -> None:
     """PKCS#1 v1.5 over MD5 is deterministic: for our key (read by cryptography), for cryptography's key (read
     by us) and for a key with primes of unequal size (as older agents made), every message gets the same 256
     signature bytes from both, whether OpenSSL or Python signs."""
@@ -139,16 +134,14 @@ def test_written_files_are_byte_for_byte_what_cryptography_writes(ours: keys.Pri
     assert (numbers.p, numbers.q, numbers.d, numbers.public_numbers.n) == (ours.p, ours.q, ours.d, ours.n)
     assert _pkcs8(reference) == keys.private_pem(ours)
     assert reference.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == keys.public_pem(ours)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo) == keys.public_pem(ours)
     assert keys.private_pem(ours).startswith(b"-----BEGIN PRIVATE KEY-----\n")
 
 
 def test_pkcs1_files_are_read_too(theirs: crsa.RSAPrivateKey) -> None:
     """A `RSA PRIVATE KEY` (PKCS#1, "traditional OpenSSL") file, as written by hand or by openssl, is read."""
-    pem = theirs.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
+    pem = theirs.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.NoEncryption())
     assert pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     key = keys.load_private_pem(pem)
     assert (key.n, key.d) == (theirs.private_numbers().public_numbers.n, theirs.private_numbers().d)
@@ -160,12 +153,8 @@ def test_a_state_directory_of_the_cryptography_agent_still_loads(tmp_path: Path,
     state = tmp_path / "state"
     ident.ensure_state_dir(state)
     ident.write_atomic(state / ident.PRIVATE_KEY_FILE, _pkcs8(theirs), mode=0o600)
-    ident.write_atomic(
-        state / ident.IDENTITY_FILE,
-        b'{"instance_id": "mi-old", "machine_id": "'
-        + b"a" * 32
-        + b'", "region_id": "cn-hangzhou", "server": "127.0.0.1:8443", "ca_file": "", "name": ""}',
-    )
+    ident.write_atomic(state / ident.IDENTITY_FILE, b'{"instance_id": "mi-old", "machine_id": "' + b"a" * 32 +
+                       b'", "region_id": "cn-hangzhou", "server": "127.0.0.1:8443", "ca_file": "", "name": ""}')
     loaded = ident.load(state)
     message = (loaded.instance_id + loaded.machine_id + "1764000000000" + "req-1").encode()
     old = base64.b64encode(theirs.sign(message, padding.PKCS1v15(), hashes.MD5())).decode()  # noqa: S303
@@ -179,10 +168,8 @@ def test_keys_that_are_not_usable_rsa_keys_are_refused(tmp_path: Path, theirs: c
     numbers do not belong together are refused as "not an unencrypted PEM private key"."""
     state = tmp_path / "state"
     ident.ensure_state_dir(state)
-    ident.write_atomic(
-        state / ident.IDENTITY_FILE,
-        b'{"instance_id": "mi-x", "machine_id": "' + b"a" * 32 + b'", "region_id": "r", "server": "h:1"}',
-    )
+    ident.write_atomic(state / ident.IDENTITY_FILE, b'{"instance_id": "mi-x", "machine_id": "' + b"a" * 32 +
+                       b'", "region_id": "r", "server": "h:1"}')
 
     def refused(pem: bytes, match: str) -> None:
         ident.write_atomic(state / ident.PRIVATE_KEY_FILE, pem, mode=0o600)
@@ -190,24 +177,20 @@ def test_keys_that_are_not_usable_rsa_keys_are_refused(tmp_path: Path, theirs: c
             ident.load(state)
 
     refused(_pkcs8(ec.generate_private_key(ec.SECP256R1())), "is not an RSA key")
-    encrypted = theirs.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"secret")
-    )
+    encrypted = theirs.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.BestAvailableEncryption(b"secret"))
     refused(encrypted, "not an unencrypted PEM private key")
-    legacy_encrypted = theirs.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.BestAvailableEncryption(b"secret"),
-    )
+    legacy_encrypted = theirs.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.TraditionalOpenSSL,
+                                            serialization.BestAvailableEncryption(b"secret"))
     refused(legacy_encrypted, "not an unencrypted PEM private key")
     refused(keys.public_pem(keys.load_private_pem(_pkcs8(theirs))), "not an unencrypted PEM private key")
     refused(b"hello", "not an unencrypted PEM private key")
     good = _pkcs8(theirs)
     refused(good[: len(good) // 2] + b"\n-----END PRIVATE KEY-----\n", "not an unencrypted PEM private key")
     d = theirs.private_numbers().d
-    der = theirs.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    der = theirs.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
     d_bytes = d.to_bytes((d.bit_length() + 8) // 8, "big")
     assert der.count(d_bytes) == 1
     tampered = der.replace(d_bytes, (d + 2).to_bytes(len(d_bytes), "big"))
@@ -233,9 +216,8 @@ before = mapped()
 print(json.dumps([keys.backend(key), openssl.unavailable, keys.sign_md5(key, b"m").hex(), before, mapped(),
                   keys.private_pem(key).decode()]))
 """
-    found = json.loads(
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
-    )
+    found = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                      timeout=60).stdout)
     name, unavailable, signature, before, after, pem = found
     assert name.startswith("OpenSSL ")
     assert name.endswith("(the ssl module's libcrypto, through ctypes)")
@@ -247,8 +229,7 @@ print(json.dumps([keys.backend(key), openssl.unavailable, keys.sign_md5(key, b"m
 
 
 def test_without_the_ssl_modules_library_signatures_are_made_in_python(
-    monkeypatch: pytest.MonkeyPatch, fresh: None, ours: keys.PrivateKey
-) -> None:
+        monkeypatch: pytest.MonkeyPatch, fresh: None, ours: keys.PrivateKey) -> None:
     """_ssl's file is not the one loaded (nothing is opened that is not loaded already): Python signs, and says
     why."""
     monkeypatch.setattr(_ssl, "__file__", "/nonexistent/_ssl.cpython-311-x86_64-linux-gnu.so", raising=False)
@@ -309,9 +290,9 @@ def _use(monkeypatch: pytest.MonkeyPatch, library: openssl.LibCrypto) -> None:
     monkeypatch.setattr(openssl, "library", lambda: library)
 
 
-def test_openssl_failing_to_sign_falls_back_to_python_for_good(
-    monkeypatch: pytest.MonkeyPatch, fresh: None, ours: keys.PrivateKey, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_openssl_failing_to_sign_falls_back_to_python_for_good(monkeypatch: pytest.MonkeyPatch, fresh: None,
+                                                               ours: keys.PrivateKey,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     """OpenSSL signs, then refuses to (as under a FIPS policy forbidding MD5): that signature and every later
     one are made in Python, right, and a warning says so once."""
     real = _real()
@@ -331,12 +312,8 @@ def test_openssl_failing_to_sign_falls_back_to_python_for_good(
 
 
 def test_a_key_openssl_refuses_or_signs_wrongly_with_is_signed_in_python(
-    monkeypatch: pytest.MonkeyPatch,
-    fresh: None,
-    ours: keys.PrivateKey,
-    theirs: crsa.RSAPrivateKey,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+        monkeypatch: pytest.MonkeyPatch, fresh: None, ours: keys.PrivateKey, theirs: crsa.RSAPrivateKey,
+        caplog: pytest.LogCaptureFixture) -> None:
     """OpenSSL does not read the key, or its first signature (the probe) does not verify (here: with MD5's
     DigestInfo but another key's numbers): that key is signed in Python, right."""
     real = _real()

@@ -89,7 +89,10 @@ def test_descendants_follow_ppid_links(spawn: Spawn) -> None:
 def test_kill_tree_kills_children_session_escapers_and_daemons(spawn: Spawn) -> None:
     """kill_tree() kills the shell, its children, a `setsid` child, and a double-forked setsid daemon that
     only the environment marker still ties to the task."""
-    script = "sleep 30 & echo $!; setsid sleep 30 & echo $!; (setsid sh -c 'echo $$; exec sleep 30' &); sleep 30"
+    script = (
+        "sleep 30 & echo $!; setsid sleep 30 & echo $!; "
+        "(setsid sh -c 'echo $$; exec sleep 30' &); sleep 30"
+    )
     env = {**os.environ, "CA_TEST_MARKER": "tree-1"}
     proc = spawn(script, env=env)
     child, escaper, daemon = _pids(proc, 3)

@@ -45,14 +45,8 @@ def _accepts(port: int) -> bool:
 
 def run_command(server: LiveServer, instance_id: str, script: str, **extra: str) -> str:
     """RunCommand of a plain-text shell script on one instance; its InvokeId."""
-    made = server.api(
-        Action="RunCommand",
-        Type="RunShellScript",
-        CommandContent=script,
-        ContentEncoding="PlainText",
-        **{"InstanceId.1": instance_id},
-        **extra,
-    )
+    made = server.api(Action="RunCommand", Type="RunShellScript", CommandContent=script,
+               ContentEncoding="PlainText", **{"InstanceId.1": instance_id}, **extra)
     return str(made["InvokeId"])
 
 
@@ -64,15 +58,8 @@ def result(server: LiveServer, invoke_id: str) -> dict[str, Any]:
 
 def final_result(server: LiveServer, invoke_id: str, seconds: float = 30.0) -> dict[str, Any]:
     """The result once it is no longer Pending or Running."""
-    return dict(
-        wait_for(
-            lambda: (
-                (r := result(server, invoke_id))["InvocationStatus"] not in ("Pending", "Running", "Stopping") and r
-            ),
-            seconds,
-            f"{invoke_id} to end",
-        )
-    )
+    return dict(wait_for(lambda: (r := result(server, invoke_id))["InvocationStatus"] not in
+                         ("Pending", "Running", "Stopping") and r, seconds, f"{invoke_id} to end"))
 
 
 @dataclass
@@ -92,42 +79,20 @@ class AgentProcess:
         made = server.api(Action="CreateActivation", InstanceCount="1")
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        self.env.update(
-            CLOUDASSIST_AGENT_RUNTIME_DIR=str(self.home), CLOUDASSIST_ACTIVATION_CODE=made["ActivationCode"]
-        )
-        done = subprocess.run(
-            [
-                *AGENT,
-                "register",
-                "--server",
-                server.agent_endpoint,
-                "--activation-id",
-                made["ActivationId"],
-                "--region",
-                REGION,
-                "--ca-file",
-                str(server.data_dir / "ca.pem"),
-                "--state-dir",
-                str(self.state_dir),
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        self.env.update(CLOUDASSIST_AGENT_RUNTIME_DIR=str(self.home),
+                        CLOUDASSIST_ACTIVATION_CODE=made["ActivationCode"])
+        done = subprocess.run([*AGENT, "register", "--server", server.agent_endpoint, "--activation-id",
+                               made["ActivationId"], "--region", REGION, "--ca-file", str(server.data_dir / "ca.pem"),
+                               "--state-dir", str(self.state_dir)], env=self.env, capture_output=True, text=True,
+                              timeout=60, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         self.instance_id = done.stdout.split("instance id ", 1)[1].split()[0]
         return self
 
     def start(self) -> AgentProcess:
         with open(self.home / "agent.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [*AGENT, "run", "--state-dir", str(self.state_dir), "--log-level", "debug"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.process = subprocess.Popen([*AGENT, "run", "--state-dir", str(self.state_dir), "--log-level",
+                                             "debug"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def connected(self) -> bool:
@@ -168,11 +133,7 @@ def test_a_command_runs_and_its_output_comes_back(server: LiveServer, running_ag
     Output 'hello\\n'."""
     done = final_result(server, run_command(server, running_agent.instance_id, "echo hello"))
     assert (done["InvocationStatus"], done["ExitCode"], done["Output"], done["ErrorCode"]) == (
-        "Success",
-        0,
-        "hello\n",
-        "",
-    )
+        "Success", 0, "hello\n", "")
     assert done["StartTime"]
     assert done["FinishedTime"]
 
@@ -182,27 +143,16 @@ def test_a_nonzero_exit_is_failed(server: LiveServer, running_agent: AgentProces
     merged)."""
     done = final_result(server, run_command(server, running_agent.instance_id, "echo oops >&2; exit 3"))
     assert (done["InvocationStatus"], done["ErrorCode"], done["ExitCode"], done["Output"]) == (
-        "Failed",
-        "ExitCodeNonzero",
-        3,
-        "oops\n",
-    )
+        "Failed", "ExitCodeNonzero", 3, "oops\n")
 
 
 def test_output_streams_while_the_command_runs(server: LiveServer, running_agent: AgentProcess) -> None:
     """Output printed before a pause is visible while the command still runs; the final output is whole,
     with nothing repeated; built-in parameters such as {{ACS::InstanceId}} are filled in by the agent."""
-    invoke_id = run_command(
-        server,
-        running_agent.instance_id,
-        "echo start; sleep 3; echo '{{ACS::InstanceId}}'; echo done",
-        EnableParameter="true",
-    )
-    wait_for(
-        lambda: (r := result(server, invoke_id))["InvocationStatus"] == "Running" and r["Output"] == "start\n",
-        15,
-        "streamed output",
-    )
+    invoke_id = run_command(server, running_agent.instance_id,
+                            "echo start; sleep 3; echo '{{ACS::InstanceId}}'; echo done", EnableParameter="true")
+    wait_for(lambda: (r := result(server, invoke_id))["InvocationStatus"] == "Running" and r["Output"] == "start\n",
+             15, "streamed output")
     done = final_result(server, invoke_id)
     assert done["InvocationStatus"] == "Success"
     assert done["Output"] == f"start\n{running_agent.instance_id}\ndone\n"
@@ -240,11 +190,8 @@ def test_a_result_made_while_the_server_is_down_is_delivered_later(tmp_path: Pat
         wait_for(lambda: list(spool.glob("*-final.rep")), 15, "the final report to be spooled")
         assert agent.stop() == 0
         agent.start()
-        wait_for(
-            lambda: re.search(r"cold start: False, [1-9]\d* report\(s\) spooled", agent.log()),
-            30,
-            "the restarted agent to find its spool",
-        )
+        wait_for(lambda: re.search(r"cold start: False, [1-9]\d* report\(s\) spooled", agent.log()), 30,
+                 "the restarted agent to find its spool")
         second = serving(LiveServer(tmp_path / "server", port=first.port, agent_port=first.agent_port))
         try:
             done = final_result(second, invoke_id, 90)
@@ -300,10 +247,7 @@ def test_sigterm_interrupts_running_commands_and_reports_them(tmp_path: Path) ->
         assert time.monotonic() - began < 15
         done = result(server, invoke_id)
         assert (done["InvocationStatus"], done["ErrorCode"], done["Output"]) == (
-            "Error",
-            "ExecutionInterrupted",
-            "working\n",
-        )
+            "Error", "ExecutionInterrupted", "working\n")
         assert not list((agent.state_dir / "spool").glob("*.rep"))
     finally:
         agent.stop()

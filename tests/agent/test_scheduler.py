@@ -176,14 +176,9 @@ def entry(task_id: str, script: str, repeat: str, cron: str = "", version: int =
     return {
         "repeat": repeat,
         "task": {
-            "taskID": task_id,
-            "invokeVersion": version,
-            "type": "RunShellScript",
-            "timeOut": "30",
-            "commandContent": base64.b64encode(script.encode()).decode(),
-            "cron": cron,
-            "creationTime": int(time.time() * 1000),
-            **task,
+            "taskID": task_id, "invokeVersion": version, "type": "RunShellScript", "timeOut": "30",
+            "commandContent": base64.b64encode(script.encode()).decode(), "cron": cron,
+            "creationTime": int(time.time() * 1000), **task,
         },
         "output": {"interval": 1000, "logQuota": 12000},
     }
@@ -267,21 +262,12 @@ async def test_an_at_task_runs_once_then_completes(agent: Agent) -> None:
 
 
 async def test_bad_expressions_are_invalid_and_a_passed_at_is_expired(agent: Agent) -> None:
-    agent.dispatch(
-        {
-            "run": [
-                entry("t-bad1", "echo", "Period", "garbage"),
-                entry("t-bad2", "echo", "Rate", "rate(x)"),
-                entry("t-bad3", "echo", "At", "at(2020-01-01T00:00:00)"),
-            ]
-        }
-    )
+    agent.dispatch({"run": [entry("t-bad1", "echo", "Period", "garbage"), entry("t-bad2", "echo", "Rate", "rate(x)"),
+                            entry("t-bad3", "echo", "At", "at(2020-01-01T00:00:00)")]})
     got = {i.query["taskId"]: (i.kind, i.query.get("param"), i.query.get("value")) for i in agent.spool.items()}
-    assert got == {
-        "t-bad1": ("invalid", "cron", "InvalidCronExpression"),
-        "t-bad2": ("invalid", "cron", "InvalidRateExpression"),
-        "t-bad3": ("invalid", "cron", "AtExpressionExpired"),
-    }
+    assert got == {"t-bad1": ("invalid", "cron", "InvalidCronExpression"),
+                   "t-bad2": ("invalid", "cron", "InvalidRateExpression"),
+                   "t-bad3": ("invalid", "cron", "AtExpressionExpired")}
     agent.dispatch({"run": [entry("t-bad1", "echo", "Period", "garbage")]})  # listed again: reported once
     assert len(agent.spool.items()) == 3
 
@@ -327,16 +313,14 @@ async def test_a_stop_while_a_run_goes_kills_it(agent: Agent) -> None:
 
 
 async def test_reboot_tasks_run_once_like_once_tasks(agent: Agent) -> None:
-    agent.dispatch(
-        {"run": [entry("t-next1", "echo next", "NextRebootOnly"), entry("t-every1", "echo every", "EveryReboot")]}
-    )
+    agent.dispatch({"run": [entry("t-next1", "echo next", "NextRebootOnly"), entry("t-every1", "echo every",
+                                                                                 "EveryReboot")]})
     for task in ("t-next1", "t-every1"):
         items = await wait_reports(agent, task, lambda f: any(i.final for i in f))
         assert [i.kind for i in items if i.final] == ["finish"]
         assert "currentTime" not in items[-1].query
-    agent.dispatch(
-        {"run": [entry("t-next1", "echo next", "NextRebootOnly"), entry("t-every1", "echo every", "EveryReboot")]}
-    )
+    agent.dispatch({"run": [entry("t-next1", "echo next", "NextRebootOnly"), entry("t-every1", "echo every",
+                                                                                 "EveryReboot")]})
     await asyncio.sleep(0.5)
     assert sum(i.final for i in reports(agent, "t-next1") + reports(agent, "t-every1")) == 2
 
@@ -348,9 +332,8 @@ async def test_every_reboot_runs_again_in_a_new_agent_process_next_reboot_only_d
     for boot in range(2):
         agent = Agent(identity, tmp_path / "state", client=NoServer())  # type: ignore[arg-type]
         agent._recover()
-        agent.dispatch(
-            {"run": [entry("t-next2", "echo next", "NextRebootOnly"), entry("t-every2", "echo every", "EveryReboot")]}
-        )
+        agent.dispatch({"run": [entry("t-next2", "echo next", "NextRebootOnly"),
+                                entry("t-every2", "echo every", "EveryReboot")]})
         await wait_reports(agent, "t-every2", lambda f, n=boot + 1: sum(i.kind == "finish" for i in f) == n)
         await asyncio.sleep(0.3)
         assert sum(i.kind == "finish" for i in reports(agent, "t-next2")) == 1
@@ -397,18 +380,8 @@ async def test_a_run_whose_final_report_was_spooled_is_not_reported_again(tmp_pa
     first = Agent(identity, tmp_path / "state", client=NoServer())  # type: ignore[arg-type]
     started = time.time()
     first.schedule_journal.start("t-spool1", 1, started)
-    first.spool.put(
-        "finish",
-        {
-            "taskId": "t-spool1",
-            "invokeVersion": "1",
-            "start": str(int(started * 1000) + 5),
-            "end": str(int(started * 1000) + 20),
-            "exitCode": "0",
-        },
-        b"ok\n",
-        final=True,
-    )
+    first.spool.put("finish", {"taskId": "t-spool1", "invokeVersion": "1", "start": str(int(started * 1000) + 5),
+                               "end": str(int(started * 1000) + 20), "exitCode": "0"}, b"ok\n", final=True)
     first.schedule_journal.start("t-spool2", 1, started)  # this one really was cut short
     second = Agent(identity, tmp_path / "state", client=NoServer())  # type: ignore[arg-type]
     second._recover()
@@ -421,11 +394,8 @@ async def test_a_run_whose_final_report_was_spooled_is_not_reported_again(tmp_pa
 
 
 async def test_a_newer_version_that_is_invalid_ends_the_older_schedule(agent: Agent) -> None:
-    for bad in (
-        {"cron": "garbage"},
-        {"cron": "at(2020-01-01T00:00:00)", "repeat": "At"},
-        {"commandContent": "%%%not base64"},
-    ):
+    for bad in ({"cron": "garbage"}, {"cron": "at(2020-01-01T00:00:00)", "repeat": "At"},
+                {"commandContent": "%%%not base64"}):
         task = f"t-vbad{len(agent.spool.items())}"
         agent.dispatch({"run": [entry(task, "echo v1", "Period", "* * * * * ?")]})
         await wait_reports(agent, task, lambda f: len(finishes(f)) >= 1)
@@ -540,12 +510,8 @@ async def test_stops_confirmed_and_entries_skipped_are_remembered_within_a_bound
     assert ("t", 0) not in small
     monkeypatch.setattr(runner, "RECENT_LIMIT", 4)
     bounded = Agent(agent.identity, agent.state_dir, client=NoServer())  # type: ignore[arg-type]
-    bounded.dispatch(
-        {
-            "stop": [entry(f"t-gone{n}", "", "Once") for n in range(10)],
-            "run": [entry(f"t-odd{n}", "echo", "Weekly") for n in range(10)],
-        }
-    )
+    bounded.dispatch({"stop": [entry(f"t-gone{n}", "", "Once") for n in range(10)],
+                      "run": [entry(f"t-odd{n}", "echo", "Weekly") for n in range(10)]})
     assert len(bounded._stops_sent) == 4
     assert len(bounded._skipped) == 4
     assert ("t-gone9", 1) in bounded._stops_sent

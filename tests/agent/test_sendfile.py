@@ -208,17 +208,11 @@ def test_as_a_normal_user_giving_the_file_away_is_a_chown_error(tmp_path: Path) 
 def test_reports_are_shaped_as_the_official_agent_sends_them(tmp_path: Path) -> None:
     o = order(tmp_path, name="n.txt", mode="99")
     assert report(o, A.SUCCESS) == (
-        "finish",
-        {"taskId": o.task_id, "status": "Success", "taskType": "sendfile", "errorcode": "0"},
-    )
+        "finish", {"taskId": o.task_id, "status": "Success", "taskType": "sendfile", "errorcode": "0"})
     assert report(o, A.CREATE_DIR_FAILED) == (
-        "finish",
-        {"taskId": o.task_id, "status": "Failed", "taskType": "sendfile", "errorcode": "4"},
-    )
+        "finish", {"taskId": o.task_id, "status": "Failed", "taskType": "sendfile", "errorcode": "4"})
     assert report(o, A.FILE_ALREADY_EXIST) == (
-        "invalid",
-        {"taskId": o.task_id, "taskType": "sendfile", "param": "FileExist", "value": "n.txt"},
-    )
+        "invalid", {"taskId": o.task_id, "taskType": "sendfile", "param": "FileExist", "value": "n.txt"})
     assert report(o, A.INVALID_FILE_MODE)[1]["param"] == "InvalidFileMode"
     assert report(o, A.INVALID_FILE_MODE)[1]["value"] == "99"
     assert report(o, A.INVALID_UID)[1]["param"] == "FileOwnerNotExist"
@@ -256,7 +250,8 @@ def test_a_255_byte_name_is_written(tmp_path: Path) -> None:
     assert (tmp_path / name).read_bytes() == b"x=1\n"
 
 
-def test_an_unexpected_failure_is_reported_as_a_create_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_failure_is_reported_as_a_create_failure(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(order: FileOrder) -> AgentCode:
         raise RuntimeError("disk on fire")
 
@@ -404,8 +399,7 @@ def written_through(victim: Path) -> list[str]:
 @pytest.mark.parametrize("where", LINK_AT)
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_as_root_a_link_anywhere_in_the_target_path_never_redirects_the_write(
-    tmp_path: Path, where: str, dangling: bool, overwrite: bool
-) -> None:
+        tmp_path: Path, where: str, dangling: bool, overwrite: bool) -> None:
     """Writing as root (no_follow, forced here whoever runs the tests), a symbolic link at any component of the
     target directory's path, pointing at a directory or at one not yet made, is refused as InvalidFilePath:
     nothing is written or made through it, and nothing is left behind."""
@@ -415,9 +409,8 @@ def test_as_root_a_link_anywhere_in_the_target_path_never_redirects_the_write(
     assert not victim.exists() or not dangling
 
 
-def test_a_link_planted_while_the_path_is_being_made_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_link_planted_while_the_path_is_being_made_is_refused(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A race: the directory the writer has just made is swapped for a link before the writer opens it. The
     open refuses the link (O_NOFOLLOW), so the write does not go through it."""
     victim = tmp_path / "victim"
@@ -437,9 +430,8 @@ def test_a_link_planted_while_the_path_is_being_made_is_refused(
 
 
 @pytest.mark.parametrize(("euid", "followed"), [(0, False), (1000, True)], ids=["root", "a normal user"])
-def test_links_are_refused_by_default_only_when_running_as_root(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, euid: int, followed: bool
-) -> None:
+def test_links_are_refused_by_default_only_when_running_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                euid: int, followed: bool) -> None:
     """By default the rule applies to root only: a normal user's agent writes only where that user may, so
     it follows a link in the path as any of that user's programs would."""
     target_dir, victim = plant(tmp_path, "a/b")

@@ -39,32 +39,16 @@ def test_plain_run_command_lines_are_read_and_the_rest_left_to_click(tmp_path: P
     assert serve.plain_run(["run"], {}) == (default, "info", 10)
     assert serve.plain_run(["run"], {serve.STATE_DIR_ENV: ""}) == (default, "info", 10)
     assert serve.plain_run(["run"], env) == (tmp_path / "env", "info", 10)
-    assert serve.plain_run(
-        ["run", "--state-dir", str(tmp_path), "--log-level=debug", "--max-concurrent", "1000"], env
-    ) == (tmp_path, "debug", 1000)
+    assert serve.plain_run(["run", "--state-dir", str(tmp_path), "--log-level=debug", "--max-concurrent", "1000"],
+                           env) == (tmp_path, "debug", 1000)
     assert serve.plain_run(["run", "--log-level", "error", "--log-level", "warning", "--state-dir=/x"], {}) == (
-        Path("/x"),
-        "warning",
-        10,
-    )
+        Path("/x"), "warning", 10)
     a_file = tmp_path / "file"
     a_file.write_text("")
-    for argv in (
-        ["status"],
-        [],
-        ["run", "--help"],
-        ["run", "--verbose"],
-        ["run", "extra"],
-        ["run", "--state-dir"],
-        ["run", "--state-dir="],
-        ["run", "--state-dir", "--log-level"],
-        ["run", "--log-level", "INFO"],
-        ["run", "--max-concurrent", "0"],
-        ["run", "--max-concurrent", "1001"],
-        ["run", "--max-concurrent", "+5"],
-        ["run", "--state-dir", str(a_file)],
-        ["run", "--", "x"],
-    ):
+    for argv in (["status"], [], ["run", "--help"], ["run", "--verbose"], ["run", "extra"], ["run", "--state-dir"],
+                 ["run", "--state-dir="], ["run", "--state-dir", "--log-level"], ["run", "--log-level", "INFO"],
+                 ["run", "--max-concurrent", "0"], ["run", "--max-concurrent", "1001"],
+                 ["run", "--max-concurrent", "+5"], ["run", "--state-dir", str(a_file)], ["run", "--", "x"]):
         assert serve.plain_run(argv, env) is None, argv
 
 
@@ -72,18 +56,9 @@ def _without_prog(text: str) -> str:
     return text.replace("python -m cloudassist.agent", "PROG").replace("python -m cloudassist agent", "PROG")
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["run", "--help"],
-        ["run", "--log-level", "loud"],
-        ["run", "--max-concurrent", "0"],
-        ["run", "--bogus"],
-        ["status", "--state-dir", "{home}/none"],
-        ["run", "--state-dir", "{home}/none"],
-        ["run", "--state-dir", "{home}/file"],
-    ],
-)
+@pytest.mark.parametrize("args", [["run", "--help"], ["run", "--log-level", "loud"], ["run", "--max-concurrent", "0"],
+                                  ["run", "--bogus"], ["status", "--state-dir", "{home}/none"],
+                                  ["run", "--state-dir", "{home}/none"], ["run", "--state-dir", "{home}/file"]])
 def test_help_and_errors_are_those_of_cloudassist_agent(tmp_path: Path, args: list[str]) -> None:
     """For help and every refusal, `python -m cloudassist.agent …` prints what `cloudassist agent …` prints
     (but the program's name) and exits with the same status; so does an agent that is not registered."""
@@ -94,9 +69,7 @@ def test_help_and_errors_are_those_of_cloudassist_agent(tmp_path: Path, args: li
     assert ours.returncode == reference.returncode
     assert (ours.returncode == 0) == (args[-1] == "--help")
     assert (_without_prog(ours.stdout), _without_prog(ours.stderr)) == (
-        _without_prog(reference.stdout),
-        _without_prog(reference.stderr),
-    )
+        _without_prog(reference.stdout), _without_prog(reference.stderr))
     assert (ours.stdout + ours.stderr).strip()
 
 
@@ -104,13 +77,10 @@ def test_the_agent_runs_without_loading_click(tmp_path: Path) -> None:
     """`python -X importtime -m cloudassist.agent run` until it serves (its server refusing): no module of
     click nor of the `cloudassist` command line is imported, the agent's runner is; SIGTERM ends it with 0."""
     state = tmp_path / "state"
-    ident.save(state, ident.Identity("mi-x", "a" * 32, "cn-test", f"127.0.0.1:{free_port()}", "", "", ident.generate()))
-    agent = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "cloudassist.agent", "run", "--state-dir", str(state)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(tmp_path),
-    )
+    ident.save(state, ident.Identity("mi-x", "a" * 32, "cn-test", f"127.0.0.1:{free_port()}", "", "",
+                                     ident.generate()))
+    agent = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "cloudassist.agent", "run", "--state-dir",
+                              str(state)], stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
     assert agent.stderr is not None
     lines: list[str] = []
     try:

@@ -38,9 +38,7 @@ def test_reports_survive_a_restart_in_order(tmp_path: Path) -> None:
         seen.append((item.kind, item.query["taskId"], item.body, item.final))
         second.remove(item.seq)
     assert seen == [("running", f"t-{n}", body, False) for n, body in enumerate(bodies)] + [
-        ("finish", "t-9", b"tail", True),
-        ("finish", "t-10", b"later", True),
-    ]
+        ("finish", "t-9", b"tail", True), ("finish", "t-10", b"later", True)]
     assert len(Spool(tmp_path / "spool")) == 0
 
 

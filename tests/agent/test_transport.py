@@ -43,20 +43,11 @@ from cloudassist.agent.client import ServerClient, register, ssl_context, user_a
 from cloudassist.agent.transport import ConnectionClosed, Http, TransportError, WebSocketRefused, open_websocket
 from cloudassist.testing import free_port
 
-SIGNED = {
-    "X-Acs-Instance-Id": "mi-test",
-    "X-Acs-Timestamp": "1764000000000",
-    "X-Acs-Request-Id": "0b7c1e84-6c55-4b8e-9d1c-3f3f0e8a6a11",
-    "X-Acs-Signature": "c2lnbmF0dXJl",
-}
+SIGNED = {"X-Acs-Instance-Id": "mi-test", "X-Acs-Timestamp": "1764000000000",
+          "X-Acs-Request-Id": "0b7c1e84-6c55-4b8e-9d1c-3f3f0e8a6a11", "X-Acs-Signature": "c2lnbmF0dXJl"}
 #: Query values that quoting tells apart: spaces, reserved and non-ASCII characters, an empty value.
-TRICKY = {
-    "timeZone": "Asia/Shanghai",
-    "errDesc": "exit 1: a+b & c=d?#é\t\n%",
-    "empty": "",
-    "offset": "-18000",
-    "q": '[x]{y}|\\^`"<>~*!()@,;',
-}
+TRICKY = {"timeZone": "Asia/Shanghai", "errDesc": "exit 1: a+b & c=d?#é\t\n%", "empty": "", "offset": "-18000",
+          "q": '[x]{y}|\\^`"<>~*!()@,;'}
 OK = b'{"code": 200, "instanceId": "mi-test"}'
 
 
@@ -121,14 +112,8 @@ class Recorder:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":")[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length:")
-                    ),
-                    0,
-                )
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
                 raw = head + await reader.readexactly(length)
                 self.requests.append(raw)
                 answer = await self.reply(raw)
@@ -182,17 +167,12 @@ async def test_signed_requests_are_byte_for_byte_those_httpx_sent(certs: Certs, 
         await ours.aclose()
         mine = list(server.requests)
         server.requests.clear()
-        async with httpx.AsyncClient(
-            base_url=f"https://{server.address}/luban/api/",
-            verify=ssl_context(str(certs.ca)),
-            http2=False,
-            timeout=10,
-            headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
-        ) as old:
+        async with httpx.AsyncClient(base_url=f"https://{server.address}/luban/api/",
+                                     verify=ssl_context(str(certs.ca)), http2=False, timeout=10,
+                                     headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"}) as old:
             for method, path, params, body, content_type in calls:
-                await old.request(
-                    method, path, params=params, content=body, headers={**SIGNED, "Content-Type": content_type}
-                )
+                await old.request(method, path, params=params, content=body,
+                                  headers={**SIGNED, "Content-Type": content_type})
         assert mine == server.requests
         assert mine[0].startswith(b"GET /luban/api/heart-beat?timeZone=Asia%2FShanghai&errDesc=exit+1%3A+a%2Bb+")
 
@@ -203,11 +183,9 @@ async def test_registration_is_byte_for_byte_what_httpx_sent(certs: Certs) -> No
     async with Recorder(certs.server, ok) as server:
         assert await register(server.address, str(certs.ca), body) == "mi-test"
         async with httpx.AsyncClient(verify=ssl_context(str(certs.ca)), http2=False, timeout=10) as old:
-            await old.post(
-                f"https://{server.address}/luban/api/instance/register",
-                content=client_module.json.dumps(body).encode(),
-                headers={"User-Agent": user_agent(), "Content-Type": "application/json; charset=utf-8"},
-            )
+            await old.post(f"https://{server.address}/luban/api/instance/register",
+                           content=client_module.json.dumps(body).encode(),
+                           headers={"User-Agent": user_agent(), "Content-Type": "application/json; charset=utf-8"})
         assert server.requests[0] == server.requests[1]
 
 
@@ -224,13 +202,8 @@ async def test_the_websocket_handshake_is_the_one_websockets_sent(certs: Certs, 
             await ours.notify_socket()
         with pytest.raises(websockets.exceptions.InvalidStatus):
             await websockets.asyncio.client.connect(
-                f"wss://{server.address}/luban/notify_server",
-                ssl=ssl_context(str(certs.ca)),
-                additional_headers=SIGNED,
-                user_agent_header=user_agent(),
-                open_timeout=10,
-                compression=None,
-            )
+                f"wss://{server.address}/luban/notify_server", ssl=ssl_context(str(certs.ca)),
+                additional_headers=SIGNED, user_agent_header=user_agent(), open_timeout=10, compression=None)
 
     def without_key(raw: bytes) -> list[bytes]:
         return [line for line in raw.split(b"\r\n") if not line.startswith(b"Sec-WebSocket-Key:")]
@@ -257,9 +230,8 @@ async def test_the_server_must_present_a_certificate_of_the_pinned_ca_for_its_ad
         await http.aclose()
 
 
-async def test_idle_connections_are_reused_until_they_expire_or_close(
-    certs: Certs, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_idle_connections_are_reused_until_they_expire_or_close(certs: Certs,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests one after another share a connection; after KEEPALIVE idle seconds (when the client closes it
     by itself), after `Connection: close` and after the server hung up an idle connection, the next request
     opens a new one and succeeds."""
@@ -295,18 +267,11 @@ async def test_compressed_and_chunked_bodies_are_decoded(certs: Certs) -> None:
     """gzip, zlib deflate, raw deflate and chunked transfer encoding give back the body the server meant."""
     deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     raw_deflate = deflater.compress(OK) + deflater.flush()
-    replies = [
-        response(gzip.compress(OK), "Content-Encoding: gzip"),
-        response(zlib.compress(OK), "Content-Encoding: deflate"),
-        response(raw_deflate, "Content-Encoding: deflate"),
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"
-        + OK[:5]
-        + b"\r\n"
-        + f"{len(OK) - 5:x}".encode()
-        + b"\r\n"
-        + OK[5:]
-        + b"\r\n0\r\n\r\n",
-    ]
+    replies = [response(gzip.compress(OK), "Content-Encoding: gzip"),
+               response(zlib.compress(OK), "Content-Encoding: deflate"),
+               response(raw_deflate, "Content-Encoding: deflate"),
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n" + OK[:5] + b"\r\n" +
+               f"{len(OK) - 5:x}".encode() + b"\r\n" + OK[5:] + b"\r\n0\r\n\r\n"]
 
     async def reply(_raw: bytes) -> bytes:
         return replies.pop(0)
@@ -399,30 +364,16 @@ async def websocket_server(certs: Certs) -> AsyncIterator[Callable[[Script], Awa
 
 
 async def _connect(address: str, certs: Certs, **options: float) -> transport.WebSocket:
-    settings: dict[str, float] = {
-        "open_timeout": 10,
-        "ping_interval": 60,
-        "ping_timeout": 30,
-        "close_timeout": 5,
-        "max_size": 64 * 1024,
-        **options,
-    }
-    return await open_websocket(
-        address,
-        "/luban/notify_server",
-        ssl_context(str(certs.ca)),
-        [("User-Agent", "t")],
-        open_timeout=settings["open_timeout"],
-        ping_interval=settings["ping_interval"],
-        ping_timeout=settings["ping_timeout"],
-        close_timeout=settings["close_timeout"],
-        max_size=int(settings["max_size"]),
-    )
+    settings: dict[str, float] = {"open_timeout": 10, "ping_interval": 60, "ping_timeout": 30, "close_timeout": 5,
+                                  "max_size": 64 * 1024, **options}
+    return await open_websocket(address, "/luban/notify_server", ssl_context(str(certs.ca)), [("User-Agent", "t")],
+                                open_timeout=settings["open_timeout"], ping_interval=settings["ping_interval"],
+                                ping_timeout=settings["ping_timeout"], close_timeout=settings["close_timeout"],
+                                max_size=int(settings["max_size"]))
 
 
 async def test_websocket_messages_fragments_pings_and_a_normal_close(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """Text messages both ways, one sent in three fragments arrives whole, a binary one as bytes, a ping is
     answered with its payload; the server's close (1000) ends `async for` without an error and is answered."""
     seen: list[Any] = []
@@ -455,8 +406,7 @@ async def test_websocket_messages_fragments_pings_and_a_normal_close(
 
 
 async def test_a_lost_connection_or_an_error_close_raises(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """The server dropping TCP without a close frame ends the iteration with ConnectionClosed 1006; a close
     with 1011 raises ConnectionClosed 1011; sending afterwards raises too."""
 
@@ -479,8 +429,7 @@ async def test_a_lost_connection_or_an_error_close_raises(
 
 
 async def test_keepalive_pings_and_a_silent_server_is_dropped(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """The client pings every ping_interval; a server that answers keeps the connection, one that stops
     answering is dropped after ping_timeout with close code 1011."""
     pings: list[float] = []
@@ -505,8 +454,7 @@ async def test_keepalive_pings_and_a_silent_server_is_dropped(
 
 
 async def test_a_message_over_max_size_closes_with_1009(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """A text message larger than max_size (even in small fragments) is not delivered: the connection is
     closed with 1009."""
     closes: list[Any] = []
@@ -538,8 +486,7 @@ async def test_a_refused_upgrade_carries_its_status(certs: Certs) -> None:
 
 
 async def test_close_waits_for_the_servers_close_frame_at_most_close_timeout(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """close() sends 1000 and returns when the server answers; a server that never answers holds it up for
     close_timeout only."""
     got: list[Any] = []
@@ -563,8 +510,7 @@ async def test_close_waits_for_the_servers_close_frame_at_most_close_timeout(
 
 
 async def test_a_ping_while_closing_does_not_spoil_the_close(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs
-) -> None:
+        websocket_server: Callable[[Script], Awaitable[str]], certs: Certs) -> None:
     """A ping that crosses the client's close frame is not answered (no pong after a close), and the server's
     close frame still completes the closing handshake: the connection ends with 1000."""
     got: list[Any] = []
@@ -583,9 +529,8 @@ async def test_a_ping_while_closing_does_not_spoil_the_close(
     assert isinstance(got[0], CloseConnection)
 
 
-async def test_a_limited_tls_read_buffer_still_reads_large_bodies(
-    certs: Certs, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_limited_tls_read_buffer_still_reads_large_bodies(certs: Certs,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """After limit_tls_read_buffer(), a connection's TLS layer holds a 32 KiB read buffer instead of 256 KiB,
     and a 1 MB body (many records, many reads) arrives whole; a buffer smaller than one TLS record is refused."""
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # restored after the test
@@ -654,13 +599,11 @@ async def test_requests_fail_over_to_the_next_server_and_stay_there(certs: Certs
     def replier(name: str) -> Reply:
         async def reply(_raw: bytes) -> bytes | None:
             return response() if answering[name] else None
-
         return reply
 
     async with Recorder(certs.server, replier("A")) as a, Recorder(certs.server, replier("B")) as b:
-        identity = ident.Identity(
-            "mi-test", "a" * 32, "cn-hangzhou", f"{a.address}, {b.address}", str(certs.ca), "", key
-        )
+        identity = ident.Identity("mi-test", "a" * 32, "cn-hangzhou", f"{a.address}, {b.address}", str(certs.ca), "",
+                                  key)
         client = ServerClient(identity)
         assert client.servers == [a.address, b.address]
         await client.check()
@@ -692,12 +635,10 @@ async def test_concurrent_failures_on_one_server_move_on_once(certs: Certs, key:
         await client.aclose()
 
 
-async def test_the_kick_websocket_fails_over_too(
-    websocket_server: Callable[[Script], Awaitable[str]], certs: Certs, key: Any
-) -> None:
+async def test_the_kick_websocket_fails_over_too(websocket_server: Callable[[Script], Awaitable[str]],
+                                                 certs: Certs, key: Any) -> None:
     """The first server refuses: the websocket is opened on the second, which is then the one in use for
     requests as well."""
-
     async def script(peer: Peer) -> None:
         await peer.send(TextMessage(data="kick_vm"))
         close = await peer.event()
@@ -716,7 +657,6 @@ async def test_the_kick_websocket_fails_over_too(
 async def test_registration_moves_on_only_when_no_connection_was_made(certs: Certs) -> None:
     """`register` to a refusing address then a live one registers on the live one; to a server that takes the
     request and does not answer, it does not move on (that server may have registered the machine)."""
-
     async def silent(_raw: bytes) -> None:
         return None
 

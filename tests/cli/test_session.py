@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cloudassist.domain import frames
 from cloudassist.domain.frames import Frame, MessageType, StatusCode
+from ptyterm import Screen, spawn
 
 
 def out(kind: MessageType, payload: bytes) -> bytes:
@@ -76,44 +77,6 @@ async def relay() -> AsyncIterator[tuple[PeerRelay, int]]:
         yield peer, next(iter(server.sockets)).getsockname()[1]
 
 
-class Screen:
-    """The master side of the client's pty."""
-
-    def __init__(self, master: int) -> None:
-        self.master = master
-        self.seen = b""
-
-    async def until(self, needle: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(30):
-            while needle not in self.seen:
-                ready: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(self.master, lambda f=ready: f.done() or f.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_reader(self.master)
-                try:
-                    self.seen += os.read(self.master, 4096)
-                except OSError:
-                    break
-        return self.seen
-
-
-def spawn(*args: str) -> tuple[subprocess.Popen[bytes], int, int]:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudassist", "session", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-    )
-    return proc, master, slave
-
-
 def forwarder(local: int, url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "cloudassist", "session", "mi-test", "--port-forward", f"{local}:80", "--wss-url", url],
@@ -130,7 +93,9 @@ async def test_an_interactive_session_is_raw_resizes_passes_ctrl_c_and_exits_wit
     after the first output and again on SIGWINCH, exits with the status the relay tells, and restores the
     terminal."""
     peer, port = relay
-    proc, master, slave = spawn("mi-test", "--wss-url", f"ws://127.0.0.1:{port}/session?sessionid=s-1&token=t0k")
+    proc, master, slave = spawn(
+        "session", "mi-test", "--wss-url", f"ws://127.0.0.1:{port}/session?sessionid=s-1&token=t0k"
+    )
     before = termios.tcgetattr(slave)
     screen = Screen(master)
     try:
