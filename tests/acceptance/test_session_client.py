@@ -150,3 +150,17 @@ async def test_a_port_forward_reaches_a_tcp_server_on_the_instance(
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.to_thread(proc.wait, 30)
+
+
+def test_a_session_as_root_is_refused_by_the_agent(server: Server, agent: Agent) -> None:
+    """Username root: the agent refuses it (no --session-allow-root), the client says OpenPtyFailed and exits 1."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cloudassist", "session", agent.instance_id, "--username", "root", *credentials(server)],
+        env={**clean_env(), "HOME": "/nonexistent"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert b"session closed: OpenPtyFailed" in done.stderr

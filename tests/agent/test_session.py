@@ -330,6 +330,23 @@ async def test_sessions_run_a_kicked_channel_once_and_only_its_own_entries(user:
     await sessions.close()
 
 
+async def test_an_agent_shutting_down_ends_its_sessions_agent_stopped(user: str) -> None:
+    """Sessions.close() (the agent stops) ends a running session `Failed/Agent_stopped`, reported, its shell
+    killed."""
+    entry = order(username=user)
+    relay = Relay(entry)
+    sessions = Sessions(relay)
+    sessions.kick("start", entry["channelId"])
+    async with asyncio.timeout(10):
+        await relay.dialled.wait()
+    relay.type("echo up\n")
+    await relay.output_until(b"up\r\n")
+    [shell] = sessions.pids()
+    await sessions.close()
+    assert relay.reports[0][1:3] == ("Failed", "Agent_stopped")
+    assert not proctree.alive(shell)
+
+
 def test_utf8_cut_and_pacing_rules() -> None:
     """An incomplete UTF-8 tail (up to 3 bytes) is held back, invalid bytes are not; flow limits below the floor
     count as the floor, 0 keeps the rate."""
