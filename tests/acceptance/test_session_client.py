@@ -164,3 +164,29 @@ def test_a_session_as_root_is_refused_by_the_agent(server: Server, agent: Agent)
     )
     assert done.returncode == 1, done.stderr
     assert b"session closed: OpenPtyFailed" in done.stderr
+
+
+def test_a_command_lines_whole_output_arrives_before_its_end(server: Server, agent: Agent, user: str) -> None:
+    """--command-line runs without a shell; all of its output (about 14 KB, paced by the agent) reaches the client
+    before the session ends, and the client exits with the command's status."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cloudassist",
+            "session",
+            agent.instance_id,
+            "--username",
+            user,
+            "--command-line",
+            "sh -c 'seq 1 3000; exit 4'",
+            *credentials(server),
+        ],
+        env={**clean_env(), "HOME": "/nonexistent"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stdout.replace(b"\r\n", b"\n") == b"".join(b"%d\n" % n for n in range(1, 3001))
