@@ -149,10 +149,11 @@ async def test_a_shell_runs_as_the_user_on_a_real_tty_resizes_and_reports_its_ex
     relay = Relay(order(username=user))
     session, task = await started(relay)
     relay.send(MessageType.SET_SIZE, b'{"cols":123,"rows":45}')
-    relay.type('echo "who=$(id -un) home=$HOME tty=$(tty)"; stty size\n')
+    relay.type('echo "who=$(id -un) home=$HOME tty=$(tty) zero=$0"; stty size\n')
     seen = await relay.output_until(b"45 123")
     home = pwd.getpwnam(user).pw_dir
     assert f"who={user} home={home} tty=/dev/pts/".encode() in seen
+    assert b" zero=-sh\r\n" in seen  # a login shell
     relay.send(MessageType.SET_SIZE, (30).to_bytes(2, "little") + (100).to_bytes(2, "little"))  # the CLI's form
     relay.type("stty size; exit 7\n")
     await relay.output_until(b"30 100")
