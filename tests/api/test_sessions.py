@@ -149,3 +149,25 @@ async def test_sessions_per_region_are_limited(ctx: Context, server_log: ServerL
         await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_2})
         reply = await api.call("StartTerminalSession", {"InstanceId.1": LINUX_1})
     assert (reply.status, reply.code) == (403, "SessionCount.ExceedLimit")
+
+
+async def test_connections_of_a_gone_server_are_ended_and_old_sessions_forgotten(api: Api, clock: FixedClock) -> None:
+    """An open connection vouched for stays open; one no process vouched for in 90 s is ended ServerStopped; a
+    session older than 4 weeks is forgotten with its connections."""
+    service = SessionService(api.ctx)
+    a = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    b = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_2})
+    kept = await service.open_connection(a["SessionId"], a["SecurityToken"], None, "")
+    lost = await service.open_connection(b["SessionId"], b["SecurityToken"], None, "")
+    clock.advance(seconds=60)
+    await service.vouch([kept.connection.channel_id])
+    clock.advance(seconds=61)
+    assert await service.sweep() == (1, 0)
+    listed = await api.ok("DescribeTerminalSessions", {"SessionId": b["SessionId"]})
+    (connection,) = listed["Sessions"]["Session"][0]["Connections"]["Connection"]
+    assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "ServerStopped")
+    assert lost.connection.channel_id != kept.connection.channel_id
+    clock.advance(weeks=4)
+    await service.vouch([kept.connection.channel_id])
+    assert (await service.sweep())[1] == 2
+    assert (await api.ok("DescribeTerminalSessions"))["Sessions"] == {"Session": []}
