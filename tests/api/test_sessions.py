@@ -93,6 +93,15 @@ async def test_session_manager_switch(api: Api) -> None:
     assert (reply.code, reply.status) == ("UserBehavior.SessionManagerDisabled", 403)
 
 
+async def test_a_url_made_before_the_switch_went_off_is_refused(api: Api) -> None:
+    """Turning Session Manager off also refuses the client websocket of a session started before."""
+    started = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    await api.ok("ModifyCloudAssistantSettings", {"SettingType": "SessionManagerConfig",
+                                                  "SessionManagerConfig": json.dumps({"SessionManagerEnabled": False})})
+    with pytest.raises(Refused, match="SessionManagerDisabled"):
+        await SessionService(api.ctx).open_connection(started["SessionId"], started["SecurityToken"], None, "")
+
+
 async def test_token_is_single_use_bound_and_secret(api: Api) -> None:
     """A shell token opens one connection; a wrong token or another session's id is refused."""
     a = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})

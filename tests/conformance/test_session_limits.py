@@ -169,6 +169,7 @@ def test_every_connection_is_audited_with_its_transcript(pair: tuple[Ecs, Agent]
     line = next(line for line in small.log().splitlines() if f"channel={channel}" in line)
     for part in (started["SessionId"], "AccessKeyId=testak", "client=127.0.0.1", "reason=ClientClosed", "out=20"):
         assert part in line, line
+    assert started["SecurityToken"] not in small.log()
 
     async def read() -> tuple[bytes, bool] | None:
         store = await Store.open(f"sqlite+aiosqlite:///{small.data_dir / 'cloudassist.db'}", upgrade=False)

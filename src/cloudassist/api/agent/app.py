@@ -64,6 +64,7 @@ ROUTES: Final = frozenset(
         "v1/session/list",
         "v1/plugin/list",
         "v2/plugin/update_check",
+        "v1/session/status",
     }
 )
 
