@@ -29,67 +29,43 @@ MAX_CODES: Final = 300
 _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 API_CALLS: Final = Counter(
-    "cloudassist_api_requests",
-    "ECS API calls answered, by Action and Code (OK for success).",
-    ["action", "code"],
-    registry=REGISTRY,
+    "cloudassist_api_requests", "ECS API calls answered, by Action and Code (OK for success).",
+    ["action", "code"], registry=REGISTRY,
 )
 API_SECONDS: Final = Histogram(
-    "cloudassist_api_request_seconds",
-    "Time to answer an ECS API call, by Action.",
-    ["action"],
-    buckets=_BUCKETS,
-    registry=REGISTRY,
+    "cloudassist_api_request_seconds", "Time to answer an ECS API call, by Action.",
+    ["action"], buckets=_BUCKETS, registry=REGISTRY,
 )
 AGENT_REQUESTS: Final = Counter(
-    "cloudassist_agent_requests",
-    "Agent protocol requests answered, by route and HTTP status.",
-    ["route", "status"],
-    registry=REGISTRY,
+    "cloudassist_agent_requests", "Agent protocol requests answered, by route and HTTP status.",
+    ["route", "status"], registry=REGISTRY,
 )
 AGENT_SECONDS: Final = Histogram(
-    "cloudassist_agent_request_seconds",
-    "Time to answer an agent protocol request, by route.",
-    ["route"],
-    buckets=_BUCKETS,
-    registry=REGISTRY,
+    "cloudassist_agent_request_seconds", "Time to answer an agent protocol request, by route.",
+    ["route"], buckets=_BUCKETS, registry=REGISTRY,
 )
 REPORTS: Final = Counter(
-    "cloudassist_agent_reports",
-    "Task reports taken in from agents, by kind (running, finished, …) and HTTP status.",
-    ["kind", "status"],
-    registry=REGISTRY,
+    "cloudassist_agent_reports", "Task reports taken in from agents, by kind (running, finished, …) and HTTP status.",
+    ["kind", "status"], registry=REGISTRY,
 )
 DB_SECONDS: Final = Histogram(
-    "cloudassist_db_transaction_seconds",
-    "Time a database transaction was open, by kind (read or write).",
-    ["kind"],
-    buckets=_BUCKETS,
-    registry=REGISTRY,
+    "cloudassist_db_transaction_seconds", "Time a database transaction was open, by kind (read or write).",
+    ["kind"], buckets=_BUCKETS, registry=REGISTRY,
 )
 SWEEPS: Final = Counter(
-    "cloudassist_sweeper_runs",
-    "Passes of the delivery sweeper (deadlines, kicks), by outcome (ok or failed).",
-    ["outcome"],
-    registry=REGISTRY,
+    "cloudassist_sweeper_runs", "Passes of the delivery sweeper (deadlines, kicks), by outcome (ok or failed).",
+    ["outcome"], registry=REGISTRY,
 )
 SWEEP_SECONDS: Final = Histogram(
-    "cloudassist_sweeper_run_seconds",
-    "Time of a delivery sweeper pass.",
-    buckets=_BUCKETS,
-    registry=REGISTRY,
+    "cloudassist_sweeper_run_seconds", "Time of a delivery sweeper pass.", buckets=_BUCKETS, registry=REGISTRY,
 )
 RETENTION_RUNS: Final = Counter(
-    "cloudassist_retention_runs",
-    "Passes of the retention job, by outcome (ok or failed).",
-    ["outcome"],
-    registry=REGISTRY,
+    "cloudassist_retention_runs", "Passes of the retention job, by outcome (ok or failed).",
+    ["outcome"], registry=REGISTRY,
 )
 RETENTION_DELETED: Final = Counter(
-    "cloudassist_retention_deleted",
-    "Rows the retention job deleted, by what (records, tasks, commands, tokens).",
-    ["what"],
-    registry=REGISTRY,
+    "cloudassist_retention_deleted", "Rows the retention job deleted, by what (records, tasks, commands, tokens).",
+    ["what"], registry=REGISTRY,
 )
 
 _api_calls: dict[tuple[str, str], Any] = {}
@@ -133,13 +109,11 @@ def render(connected_agents: int | None, executions: dict[str, int]) -> bytes:
         def collect(self) -> Iterator[GaugeMetricFamily]:
             if connected_agents is not None:
                 yield GaugeMetricFamily(
-                    "cloudassist_agents_connected",
-                    "Agents holding a kick websocket to this server process.",
+                    "cloudassist_agents_connected", "Agents holding a kick websocket to this server process.",
                     value=connected_agents,
                 )
             by_status = GaugeMetricFamily(
-                "cloudassist_executions",
-                "Execution records kept, by InvocationStatus (all accounts and regions).",
+                "cloudassist_executions", "Execution records kept, by InvocationStatus (all accounts and regions).",
                 labels=["status"],
             )
             for status, n in sorted(executions.items()):

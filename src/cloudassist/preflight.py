@@ -54,10 +54,8 @@ def check_listen(listen: str, flag: str) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StartupError(
-            f"{flag} {listen}: the host {host!r} is unknown ({exc.strerror}); give an IP address "
-            f"or a name this machine resolves"
-        ) from None
+        raise StartupError(f"{flag} {listen}: the host {host!r} is unknown ({exc.strerror}); give an IP address "
+                           f"or a name this machine resolves") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
@@ -123,17 +121,15 @@ def _database_error(url: str, exc: BaseException) -> str:
     names = {type(e).__name__ for e in chain}
     if "InvalidCatalogNameError" in names:
         database = url.rsplit("/", 1)[-1].split("?", 1)[0]
-        return (
-            f"the database {database!r} does not exist on the server of {url}: create it "
-            f"(`createdb {database}`, or CREATE DATABASE {database}), or name another in --db"
-        )
+        return (f"the database {database!r} does not exist on the server of {url}: create it "
+                f"(`createdb {database}`, or CREATE DATABASE {database}), or name another in --db")
     if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
-        return f"the database server of {url} refused the login: check the user and password in --db (and pg_hba.conf)"
+        return (f"the database server of {url} refused the login: check the user and password in --db "
+                f"(and pg_hba.conf)")
     if any(isinstance(e, (ConnectionRefusedError, socket.gaierror, TimeoutError, OSError)) for e in chain):
         reason = next((str(e.strerror or e) for e in chain if isinstance(e, OSError)), "no answer")
-        return (
-            f"cannot reach the database at {url} ({reason}): start PostgreSQL there, or fix the host and port in --db"
-        )
+        return (f"cannot reach the database at {url} ({reason}): start PostgreSQL there, or fix the host and "
+                f"port in --db")
     return f"the database at {url} cannot be used ({type(exc).__name__}): check --db"
 
 

@@ -194,11 +194,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     Raises preflight.StartupError, before anything is created, when it cannot."""
     await preflight.check(settings)
     log.debug(
-        "settings: listen=%s agent_listen=%s data_dir=%s db=%s",
-        settings.listen,
-        settings.agent_listen or "off",
-        settings.data_dir,
-        preflight.shown_url(settings.db) if settings.db else "SQLite in the data directory",
+        "settings: listen=%s agent_listen=%s data_dir=%s db=%s", settings.listen, settings.agent_listen or "off",
+        settings.data_dir, preflight.shown_url(settings.db) if settings.db else "SQLite in the data directory",
     )
     open_files = raise_fd_limit()
     trim = pin_mmap_threshold()
@@ -265,7 +262,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 def agent_certificate(settings: Settings) -> tls.ServerCertificate:
     """The operator's certificate if given, else the one generated in the data directory."""
     from cloudassist import tls  # x509 is needed only here, once
-
     if settings.agent_cert:
         return tls.ServerCertificate(Path(settings.agent_cert), Path(settings.agent_key), None)
     host, _ = split_listen(settings.agent_listen)

@@ -230,3 +230,13 @@ async def test_update_check_waits_for_the_upgrade_window(api: Api, face: AgentFa
                                                    "AgentUpgradeConfig": json.dumps({"DisableUpgrade": True})})
     disabled = await update_check(face, instance)
     assert (disabled["need_update"], disabled["next_interval"]) == (0, 1800)
+
+
+async def test_an_instance_of_another_region_is_not_found(api: Api, face: AgentFace) -> None:
+    """The same account asking in another region does not find the instance, nor list it by Name."""
+    instance = await face.register()
+    await report(face, instance, [{"name": "monitor", "version": "2.1", "status": "PERSIST_RUNNING"}])
+    elsewhere = await api.call("ListPluginStatus", {"InstanceId.1": instance[0]}, region="cn-shanghai")
+    assert (elsewhere.status, elsewhere.code) == (404, "InvalidInstance.NotFound")
+    listed = await api.call("ListPluginStatus", {"Name": "monitor"}, region="cn-shanghai")
+    assert statuses(listed.body) == {}

@@ -287,12 +287,8 @@ def _checked(response: Response) -> dict[str, Any]:
     if response.status // 100 != 2:
         if isinstance(data, dict):
             err_code = data.get("errCode")
-            raise ServerError(
-                response.status,
-                data.get("code"),
-                str(data.get("errMsg", "")),
-                err_code if isinstance(err_code, str) else "",
-            )
+            raise ServerError(response.status, data.get("code"), str(data.get("errMsg", "")),
+                              err_code if isinstance(err_code, str) else "")
         raise ServerError(response.status, None, response.text)
     if not isinstance(data, dict) or data.get("code") != 200:
         raise ServerError(response.status, data.get("code") if isinstance(data, dict) else None, response.text)

@@ -271,14 +271,8 @@ class Execution:
         try:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
-                    SHELL,
-                    str(script),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=write_fd,
-                    stderr=asyncio.subprocess.STDOUT,
-                    cwd=cwd,
-                    env=env,
-                    start_new_session=True,
+                    SHELL, str(script), stdin=asyncio.subprocess.DEVNULL, stdout=write_fd,
+                    stderr=asyncio.subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True,
                     user=account.uid if account.switch else None,
                     group=account.gid if account.switch else None,
                     extra_groups=account.groups if account.switch else None,

@@ -169,9 +169,8 @@ class Journal:
         """Mark the run started; call it BEFORE spawning the process (or, `temp`, creating that file)."""
         return self._update(task_id, invoke_version, state="started", started_at=started_at, temp=temp)
 
-    def set_process(
-        self, task_id: str, invoke_version: int, pid: int, proc_start: int | None, marker: str = ""
-    ) -> Entry:
+    def set_process(self, task_id: str, invoke_version: int, pid: int, proc_start: int | None,
+                    marker: str = "") -> Entry:
         """Record the spawned shell's pid, /proc start time and marker (to find leftovers after a crash)."""
         return self._update(task_id, invoke_version, pid=pid, proc_start=proc_start, marker=marker)
 

@@ -185,9 +185,8 @@ def _pkcs1(key: rsa.PrivateKey) -> bytes:
 
 def private_pem(key: rsa.PrivateKey) -> bytes:
     """`key` as a PEM `PRIVATE KEY` (PKCS#8 holding the PKCS#1 RSAPrivateKey)."""
-    return rsa.pem.save_pem(
-        _tlv(_SEQUENCE, _integer(0) + _RSA_ALGORITHM + _tlv(_OCTET_STRING, _pkcs1(key))), "PRIVATE KEY"
-    )
+    return rsa.pem.save_pem(_tlv(_SEQUENCE, _integer(0) + _RSA_ALGORITHM + _tlv(_OCTET_STRING, _pkcs1(key))),
+                            "PRIVATE KEY")
 
 
 def public_pem(key: rsa.PrivateKey) -> bytes:

@@ -248,5 +248,7 @@ def reap_orphans(known: set[int] | frozenset[int]) -> set[int]:
     thread that spawns the tasks (the event loop), so a shell cannot be spawned unseen in between.
     """
     me, own_session = os.getpid(), os.getsid(0)
-    zombies = {p.pid for p in table().values() if p.ppid == me and p.state == "Z" and p.session != own_session}
+    zombies = {
+        p.pid for p in table().values() if p.ppid == me and p.state == "Z" and p.session != own_session
+    }
     return reap(zombies, keep=known)

@@ -169,18 +169,16 @@ class Scheduler:
             try:
                 tick = self.next_run(schedule)
             except ValueError as exc:  # checked when it was scheduled: cannot happen, but must not go silent
-                log.error(
-                    "task %s: no next run of %r (%s); schedule dropped", schedule.task_id, schedule.frequency, exc
-                )
+                log.error("task %s: no next run of %r (%s); schedule dropped", schedule.task_id,
+                          schedule.frequency, exc)
                 self._forget(schedule)
                 return
             if tick is None:
                 try:
                     self.completed(schedule)
                 except Exception:
-                    log.exception(
-                        "task %s: its completion cannot be reported; again in %.0f s", schedule.task_id, RETRY
-                    )
+                    log.exception("task %s: its completion cannot be reported; again in %.0f s",
+                                  schedule.task_id, RETRY)
                     await self.clock.sleep(RETRY)
                     continue
                 self._forget(schedule)

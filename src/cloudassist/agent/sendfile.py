@@ -232,9 +232,8 @@ def write_file(order: FileOrder, *, no_follow: bool | None = None) -> AgentCode:
     tmp = temp_path(order)
     assert tmp is not None  # the name and the directory were checked above
     try:
-        dir_fd = open_directory(
-            directory, no_follow=os.geteuid() == 0 if no_follow is None else no_follow, task_id=order.task_id
-        )
+        dir_fd = open_directory(directory, no_follow=os.geteuid() == 0 if no_follow is None else no_follow,
+                                task_id=order.task_id)
     except _Refused as refused:
         return refused.code
     try:
@@ -248,18 +247,16 @@ def write_file(order: FileOrder, *, no_follow: bool | None = None) -> AgentCode:
         os.close(dir_fd)
 
 
-def _write(
-    dir_fd: int, target: Path, tmp: str, data: bytes, mode: int, ids: tuple[int, int], overwrite: bool
-) -> AgentCode:
+def _write(dir_fd: int, target: Path, tmp: str, data: bytes, mode: int, ids: tuple[int, int],
+           overwrite: bool) -> AgentCode:
     """Write `data` to `tmp` and move it to `target`'s name, every name relative to the directory `dir_fd`."""
     name = target.name
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=dir_fd)  # a leftover of an earlier attempt
         log.info("removed %s, left by a write cut short", target.parent / tmp)
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode, dir_fd=dir_fd
-        )
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600 & mode,
+                     dir_fd=dir_fd)
     except OSError as exc:
         log.warning("cannot create %s: %s", target.parent / tmp, exc)
         return A.FILE_CREATE_FAIL
@@ -329,12 +326,8 @@ def handle(entry: Mapping[str, Any], journal: Journal, put: Put) -> AgentCode | 
         return None
     if order.malformed:  # once: the journal keeps it from being reported again while it stays listed
         log.warning("file task %s: unreadable %s; reported invalid", order.task_id, order.malformed)
-        query = {
-            "taskId": order.task_id,
-            "taskType": "sendfile",
-            "param": INVALID_PARAM[A.INVALID_CONTENT],
-            "value": order.malformed[:255],
-        }
+        query = {"taskId": order.task_id, "taskType": "sendfile", "param": INVALID_PARAM[A.INVALID_CONTENT],
+                 "value": order.malformed[:255]}
         put("invalid", query, b"", final=True)
         journal.done(order.task_id, JOURNAL_VERSION, "invalid")
         return A.INVALID_CONTENT

@@ -52,11 +52,7 @@ async def _writable(state_dir: Path, stop: asyncio.Event) -> bool:
         if now - logged >= WRITABLE_LOG_SECONDS:
             logging.getLogger("cloudassist.agent").error(
                 "state directory %s cannot be written (%s): no task can be journaled, so none is taken; "
-                "checking again every %.0f s",
-                state_dir,
-                problem,
-                WRITABLE_CHECK_SECONDS,
-            )
+                "checking again every %.0f s", state_dir, problem, WRITABLE_CHECK_SECONDS)
             logged = now
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WRITABLE_CHECK_SECONDS)

@@ -120,11 +120,8 @@ class Spool:
                 self.dropped_chunks += 1
                 log.warning("cannot spool a running report of %s (%s); dropped", query.get("taskId"), exc)
                 return None
-            log.error(
-                "cannot spool the final report of %s (%s); kept in memory until it can be written",
-                query.get("taskId"),
-                exc,
-            )
+            log.error("cannot spool the final report of %s (%s); kept in memory until it can be written",
+                      query.get("taskId"), exc)
             self._held[seq] = Item(seq, kind, dict(query), body, final)
         self._index[seq] = final
         return seq

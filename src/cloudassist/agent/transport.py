@@ -517,15 +517,8 @@ async def open_websocket(
                 raise
     except TimeoutError:
         raise TransportError(f"ConnectTimeout: no websocket within {open_timeout:g} s") from None
-    socket = WebSocket(
-        reader,
-        writer,
-        protocol,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_size=max_size,
-    )
+    socket = WebSocket(reader, writer, protocol, ping_interval=ping_interval, ping_timeout=ping_timeout,
+                       close_timeout=close_timeout, max_size=max_size)
     for event in early:
         await socket._handle(event)
     return socket

@@ -87,11 +87,7 @@ def _child(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
 @click.option("--region", default=REGION, show_default=True, help="Region of the local managed instance.")
 @options.log_format
 def up(
-    data_dir: Path | None,
-    listen: str | None,
-    agent_listen: str | None,
-    db: str | None,
-    region: str,
+    data_dir: Path | None, listen: str | None, agent_listen: str | None, db: str | None, region: str,
     log_format: str | None,
 ) -> None:
     """Run the server and a local agent; print the endpoint, the access key and an SDK snippet."""

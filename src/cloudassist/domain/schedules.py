@@ -14,13 +14,7 @@ from cloudassist.domain.cron import parse_cron, parse_zone
 from cloudassist.errors import ApiError
 
 __all__ = [
-    "agent_schedule",
-    "check_cron",
-    "check_frequency",
-    "cron_interval",
-    "next_run",
-    "parse_at",
-    "parse_zone",
+    "agent_schedule", "check_cron", "check_frequency", "cron_interval", "next_run", "parse_at", "parse_zone",
     "rate_seconds",
 ]
 
@@ -140,10 +134,8 @@ def _check_frequency(text: str, timeout: int, now: datetime) -> None:
         if not MIN_RATE.total_seconds() <= seconds <= MAX_RATE.total_seconds():
             raise ValueError(f"a rate runs every {seconds} s; it must be from 60 s to 7 days (604800 s).")
         if seconds <= timeout:
-            raise ValueError(
-                f"a rate runs every {seconds} s, which must be longer than {_timeout(timeout)}; give a "
-                f"longer rate or a shorter Timeout."
-            )
+            raise ValueError(f"a rate runs every {seconds} s, which must be longer than {_timeout(timeout)}; give a "
+                             f"longer rate or a shorter Timeout.")
         return
     if text.startswith("rate("):
         raise ValueError("a rate is rate(N) with N followed by s, m, h or d, e.g. rate(5m).")
@@ -158,24 +150,20 @@ def _check_frequency(text: str, timeout: int, now: datetime) -> None:
     try:
         interval = cron_interval(text, now)
     except ValueError as exc:
-        raise ValueError(
-            f"not a cron expression (seconds minutes hours day month weekday [year] [zone]): {exc}"
-        ) from None
+        raise ValueError(f"not a cron expression (seconds minutes hours day month weekday [year] [zone]): {exc}") \
+            from None
     if interval is not None and interval < MIN_CRON_INTERVAL:
         raise ValueError(f"its runs come {interval.total_seconds():g} s apart; they must be at least 10 s apart.")
     if interval is not None and interval.total_seconds() < timeout:
-        raise ValueError(
-            f"its runs come {interval.total_seconds():g} s apart, which must be at least "
-            f"{_timeout(timeout)}; space the runs further or give a shorter Timeout."
-        )
+        raise ValueError(f"its runs come {interval.total_seconds():g} s apart, which must be at least "
+                         f"{_timeout(timeout)}; space the runs further or give a shorter Timeout.")
 
 
 def _timeout(timeout: int) -> str:
     from cloudassist.domain.commands import DEFAULT_TIMEOUT  # only on this error path
 
-    return f"the task's Timeout of {timeout} s" + (
-        " (the default when Timeout is not given)" if timeout == DEFAULT_TIMEOUT else ""
-    )
+    return f"the task's Timeout of {timeout} s" + (" (the default when Timeout is not given)"
+                                                   if timeout == DEFAULT_TIMEOUT else "")
 
 
 def agent_schedule(repeat_mode: str, frequency: str) -> tuple[str, str]:

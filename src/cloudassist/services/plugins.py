@@ -72,25 +72,6 @@ class PluginService:
         listed = [InstancePlugins(i, plugins[i] or _not_installed(name)) for i in got.rows]
         return Slice(listed, got.total, got.next_start)
 
-    async def install_cloud_assistant(self, scope: Scope, instance_ids: Sequence[str]) -> None:
-        """InstallCloudAssistant: this server has no ECS instances to install on. Every instance it knows is a
-        managed instance, whose agent was installed by its owner and registered itself; the real service finds
-        no ECS instance by such an ID, so the answer is its documented InvalidInstance.NotFound."""
-        unique = list(dict.fromkeys(instance_ids))
-        if not unique:
-            raise ApiError.of("MissingParam.InstanceId")
-        if len(unique) > MAX_INSTANCES:
-            raise ApiError.of("InstanceIds.ExceedLimit").because(f"{len(unique)} instances; at most {MAX_INSTANCES}.")
-        async with self.ctx.store.read() as tx:
-            known = await tx.instances.get_many(scope.account_id, scope.region_id, unique)
-        first = unique[0]
-        if first in known:
-            raise ApiError.of("InvalidInstance.NotFound").because(
-                f"{first} is a managed instance, not an ECS instance: its agent is installed by hand and registered "
-                "with an activation code (CreateActivation); InstallCloudAssistant installs on ECS instances only."
-            )
-        raise ApiError.of("InvalidInstance.NotFound").because(f"No ECS instance {first}.")
-
 
 def _not_installed(name: str | None) -> list[PluginStatus]:
     return [] if name is None else [PluginStatus(name, "", NOT_INSTALLED, None, None)]

@@ -203,12 +203,8 @@ class RetentionJob:
                 log.exception("retention pass failed; will retry")
                 continue
             metrics.RETENTION_RUNS.labels("ok").inc()
-            for what, n in (
-                ("records", done.records),
-                ("tasks", done.tasks),
-                ("commands", done.commands),
-                ("tokens", done.tokens),
-            ):
+            for what, n in (("records", done.records), ("tasks", done.tasks), ("commands", done.commands),
+                            ("tokens", done.tokens)):
                 metrics.RETENTION_DELETED.labels(what).inc(n)
             if done.records or done.tasks or done.tokens or done.commands:
                 log.info(

@@ -29,6 +29,8 @@ from cloudassist.store.store import Tx
 
 #: Session records are kept (and listed) for 4 weeks (reference §5.7).
 RETENTION: Final = timedelta(weeks=4)
+#: An open connection whose server process has not vouched for it this long is ended (its process is gone).
+LOST_AFTER: Final = timedelta(seconds=90)
 
 
 def hash_token(token: str) -> str:
@@ -243,6 +245,22 @@ class SessionService:
             bytes_in=bytes_in,
             bytes_out=bytes_out,
         )
+
+    async def vouch(self, channel_ids: Sequence[str]) -> None:
+        """This process still holds these connections' client websockets."""
+        async with self.ctx.store.write() as tx:
+            await tx.sessions.seen(channel_ids, self.ctx.clock.now())
+
+    async def sweep(self) -> tuple[int, int]:
+        """End open connections whose server process is gone (ServerStopped) and forget sessions past retention;
+        how many of each. Run by the leader."""
+        now = self.ctx.clock.now()
+        async with self.ctx.store.write() as tx:
+            lost = await tx.sessions.lost(now - LOST_AFTER)
+            for channel in lost:
+                await tx.sessions.finish(channel, rules.TERMINATED, rules.SERVER_STOPPED, "", now)
+            forgotten = await tx.sessions.forget_before(now - RETENTION)
+        return len(lost), forgotten
 
     async def keeps_transcripts(self, account_id: int) -> bool:
         """Whether this connection's transcript is kept: the server's setting, or the account's session delivery."""

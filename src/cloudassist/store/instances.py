@@ -120,9 +120,7 @@ class Instances(Repository):
     async def os_types(self, account_id: int, region_id: str, instance_ids: Sequence[str]) -> dict[str, str]:
         """The OS type of each of these registered instances of the account in the region (RunCommand's check)."""
         stmt = select(M.instance_id, M.os_type).where(
-            M.instance_id.in_(list(instance_ids)),
-            M.account_id == account_id,
-            M.region_id == region_id,
+            M.instance_id.in_(list(instance_ids)), M.account_id == account_id, M.region_id == region_id,
             M.deregistered.is_(False),
         )
         return {row.instance_id: row.os_type for row in await self.conn.execute(stmt)}

@@ -56,7 +56,9 @@ _SET_STATUS = (
 
 
 class Invocations(Repository):
-    async def insert(self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str) -> None:
+    async def insert(
+        self, inv: Invocation, *, seq: int, status: TaskStatus, invoke_status: str
+    ) -> None:
         await self.conn.execute(
             _INSERT,
             dict(
@@ -86,7 +88,7 @@ class Invocations(Repository):
                 seq=seq,
                 status=status.value,
                 invoke_status=invoke_status,
-            ),
+            )
         )
 
     async def get(self, account_id: int, region_id: str, invoke_id: str, *, lock: bool = False) -> Invocation | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, or_, select, update
 
 from cloudassist.clock import utc, utc_or_none
 from cloudassist.domain.sessions import OPEN_STATES, Connection, SessionSpec, TerminalSession
@@ -137,6 +137,7 @@ class TerminalSessions(Repository):
                 status=c.status,
                 client_ip=c.client_ip,
                 start_time=c.start_time,
+                seen_time=c.start_time,
                 closed_reason="",
                 failed_detail="",
                 agent_status="",
@@ -191,6 +192,35 @@ class TerminalSessions(Repository):
             .values(status=status, closed_reason=reason, failed_detail=detail[:255], end_time=now, **audit)
         )
         return bool((await self.conn.execute(stmt)).rowcount)
+
+    async def seen(self, channel_ids: Sequence[str], now: datetime) -> None:
+        """These open connections are still held by a live server process."""
+        if channel_ids:
+            stmt = (
+                update(terminal_connections)
+                .where(C.channel_id.in_(list(channel_ids)), C.status.in_(OPEN_STATES))
+                .values(seen_time=now)
+            )
+            await self.conn.execute(stmt)
+
+    async def lost(self, before: datetime, limit: int = 500) -> builtins.list[str]:
+        """Open connections no process has vouched for since `before`."""
+        stmt = (
+            select(C.channel_id)
+            .where(C.status.in_(OPEN_STATES), C.seen_time < before)
+            .order_by(C.seen_time)
+            .limit(limit)
+        )
+        return [row.channel_id for row in await self.conn.execute(stmt)]
+
+    async def forget_before(self, before: datetime) -> int:
+        """Delete sessions created before `before` (retention) with their connections; how many sessions."""
+        old = select(S.session_id).where(S.creation_time < before).limit(500).scalar_subquery()
+        doomed = [row[0] for row in await self.conn.execute(select(S.session_id).where(S.session_id.in_(old)))]
+        if doomed:
+            await self.conn.execute(delete(terminal_connections).where(C.session_id.in_(doomed)))
+            await self.conn.execute(delete(terminal_sessions).where(S.session_id.in_(doomed)))
+        return len(doomed)
 
     async def audit(self, channel_id: str, **audit: Any) -> None:
         """Set the audit figures (bytes, transcript) of a connection, ended or not."""

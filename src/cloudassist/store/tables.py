@@ -404,6 +404,9 @@ terminal_connections = Table(
     Column("client_ip", String(64), nullable=False),
     Column("start_time", Time, nullable=False),
     Column("connected_time", Time, nullable=True),
+    #: Refreshed by the server process holding the client's websocket while it is open: an open connection not
+    #: seen for long lost its process (a crash) and is ended by the sweep (api/session/relay.py).
+    Column("seen_time", Time, nullable=False),
     Column("end_time", Time, nullable=True),
     Column("closed_reason", String(64), nullable=False),
     Column("failed_detail", String(255), nullable=False),

@@ -209,7 +209,7 @@ def tagged_with(
                 tags.c.resource_type == resource_type,
                 tags.c.tag_key == tag.key,
                 tags.c.tag_value == tag.value,
-            ),
+            )
         )
         for tag in wanted
     ]

@@ -50,22 +50,12 @@ def create_agent_app(ctx: Context, hub: KickHub) -> AccessLog:
 
 
 #: Routes named as themselves in metrics and access lines; any other path is `other`, a report `v1/task/report`.
-ROUTES: Final = frozenset(
-    {
-        "instance/register",
-        "connection_detect",
-        "heart-beat",
-        "v1/task/list",
-        "v1/task/verified",
-        "instance/deregister",
-        "instance/list_instance_state_configurations",
-        "v1/update/update_check",
-        "gshell",
-        "v1/session/list",
-        "v1/plugin/list",
-        "v2/plugin/update_check",
-    }
-)
+ROUTES: Final = frozenset({
+    "instance/register", "connection_detect", "heart-beat", "v1/task/list", "v1/task/verified",
+    "instance/deregister", "instance/list_instance_state_configurations", "v1/update/update_check", "gshell",
+    "v1/session/list", "v1/plugin/list", "v2/plugin/update_check", "v1/plugin/report_status",
+    "v1/session/status",
+})
 
 
 class AccessLog:
@@ -102,19 +92,9 @@ class AccessLog:
             client = (scope.get("client") or ("-",))[0]
             logs.access(
                 "agent route=%s%s instance=%s client=%s status=%d ms=%.1f",
-                route,
-                f"({kind})" if kind in KINDS else "",
-                instance,
-                client,
-                status,
-                seconds * 1e3,
-                kind="agent",
-                route=route,
-                report=kind if kind in KINDS else None,
-                instance=instance,
-                client=client,
-                status=status,
-                ms=round(seconds * 1e3, 1),
+                route, f"({kind})" if kind in KINDS else "", instance, client, status, seconds * 1e3,
+                kind="agent", route=route, report=kind if kind in KINDS else None, instance=instance,
+                client=client, status=status, ms=round(seconds * 1e3, 1),
             )
 
 

@@ -140,21 +140,9 @@ class RpcEndpoint:
         metrics.api_call(action, code, ms / 1e3)
         logs.access(
             "api RequestId=%s Action=%s account=%s AccessKeyId=%s code=%s status=%d ms=%.1f",
-            request_id,
-            action,
-            call.account or "-",
-            call.key_id or "-",
-            code,
-            response.status_code,
-            ms,
-            kind="api",
-            request_id=request_id,
-            action=action,
-            account=call.account,
-            access_key_id=call.key_id,
-            code=code,
-            status=response.status_code,
-            ms=round(ms, 1),
+            request_id, action, call.account or "-", call.key_id or "-", code, response.status_code, ms,
+            kind="api", request_id=request_id, action=action, account=call.account, access_key_id=call.key_id,
+            code=code, status=response.status_code, ms=round(ms, 1),
         )
         return response
 

@@ -21,6 +21,7 @@ from cloudassist.api.session.relay import Relay, messages
 from cloudassist.domain import frames
 from cloudassist.domain import sessions as rules
 from cloudassist.domain.frames import Frame, FrameError, MessageType, StatusCode
+from cloudassist.errors import ApiError
 from cloudassist.services.context import Context
 from cloudassist.services.sessions import Opened, Refused, SessionService
 
@@ -79,6 +80,9 @@ class ClientSession:
         reader = asyncio.create_task(self._read())
         try:
             outcome = await self._first_outcome()
+        except ApiError as exc:  # the database is away (ServiceUnavailable): end this session, keep serving
+            log.warning("session %s ended: %s", self.channel, exc.code)
+            outcome = Outcome(rules.FAILED, rules.SERVER_STOPPED, exc.code, tell="ServiceUnavailable")
         finally:
             self.relay.clients.pop(self.channel, None)
             reader.cancel()
@@ -239,16 +243,17 @@ class ClientSession:
         with contextlib.suppress(Exception):
             await self.ws.close(code=1000)
         transcript = bytes(self.transcript) if self.transcript is not None else None
-        await SessionService(self.ctx).finish(
-            self.connection,
-            outcome.status,
-            outcome.reason,
-            outcome.detail,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            transcript=transcript,
-            truncated=self.truncated,
-        )
+        with contextlib.suppress(ApiError):  # the database is away: the record stays open (see docs/sessions.md)
+            await SessionService(self.ctx).finish(
+                self.connection,
+                outcome.status,
+                outcome.reason,
+                outcome.detail,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                transcript=transcript,
+                truncated=self.truncated,
+            )
         seconds = time.monotonic() - self.started
         logs.access(
             "session %s channel=%s instance=%s account=%s AccessKeyId=%s client=%s status=%s reason=%s s=%.1f "
@@ -294,6 +299,11 @@ async def client_websocket(ws: WebSocket, ctx: Context, relay: Relay) -> None:
         opened = await service.open_connection(
             query.get("sessionId") or query.get("sessionid", ""), token, query.get("instanceId"), client_ip
         )
+        keep = await service.keeps_transcripts(opened.session.account_id)
+    except ApiError as exc:  # the database is away
+        log.warning("session client from %s not admitted: %s", client_ip, exc.code)
+        await ws.close(code=1011)
+        return
     except Refused as exc:
         await ws.accept()
         payload = frames.status(StatusCode.CLOSED, str(exc).encode())
@@ -303,5 +313,4 @@ async def client_websocket(ws: WebSocket, ctx: Context, relay: Relay) -> None:
         log.info("refused a session client from %s: %s", client_ip, exc)
         return
     await ws.accept()
-    keep = await service.keeps_transcripts(opened.session.account_id)
     await ClientSession(ws, ctx, relay, opened, keep).run()

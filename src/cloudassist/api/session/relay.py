@@ -95,19 +95,47 @@ class Relay:
         self.clients: dict[str, End] = {}
         self.agents: dict[str, End] = {}
         self.hub: KickHub | None = None
+        self.ctx: Context | None = None
         self.bus: SessionBus | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def bind(self, ctx: Context) -> None:
         """Use the process's kick hub and, on PostgreSQL, a bus to the other server processes."""
+        self.ctx = ctx
         self.hub = ctx.notify if isinstance(ctx.notify, KickHub) else None
         if not ctx.store.sqlite and self.bus is None:
             self.bus = SessionBus(ctx.store.url, self)
 
-    async def run(self) -> None:
-        """Listen on the bus until cancelled (nothing to do without one)."""
-        if self.bus is not None:
-            await self.bus.run()
+    async def run(self, every: float = 30.0) -> None:
+        """Until cancelled: listen on the bus (PostgreSQL), vouch for the connections held here, and (the leader)
+        end connections whose process is gone and forget sessions past retention."""
+        listening = asyncio.create_task(self.bus.run()) if self.bus is not None else None
+        try:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    await self.upkeep()
+                except Exception:
+                    log.exception("session upkeep failed; will retry")
+        finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
+
+    async def upkeep(self) -> None:
+        from cloudassist.services.sessions import SessionService  # (services import no api module)
+
+        if self.ctx is None:
+            return
+        service = SessionService(self.ctx)
+        await service.vouch(sorted(self.clients))
+        if self.ctx.leader.is_leader:
+            lost, forgotten = await service.sweep()
+            if lost or forgotten:
+                log.info(
+                    "session sweep: %d connections of stopped servers ended, %d old sessions forgotten", lost, forgotten
+                )
 
     # saying things
 

@@ -1,4 +1,4 @@
-"""ListPluginStatus (reference A.17) and InstallCloudAssistant (A.14)."""
+"""ListPluginStatus (reference A.17)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,3 @@ async def list_plugin_status(call: Call) -> dict[str, Any]:
         },
         **paging_fields(page, found.total, token),
     }
-
-
-@action("InstallCloudAssistant", Param("InstanceId", "list"))
-async def install_cloud_assistant(call: Call) -> dict[str, Any]:
-    await PluginService(call.ctx).install_cloud_assistant(call.scope, call["InstanceId"] or [])
-    return {}

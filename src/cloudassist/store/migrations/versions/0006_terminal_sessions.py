@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("client_ip", sa.String(64), nullable=False),
         sa.Column("start_time", _Time, nullable=False),
         sa.Column("connected_time", _Time, nullable=True),
+        sa.Column("seen_time", _Time, nullable=False),
         sa.Column("end_time", _Time, nullable=True),
         sa.Column("closed_reason", sa.String(64), nullable=False),
         sa.Column("failed_detail", sa.String(255), nullable=False),

@@ -93,6 +93,15 @@ async def test_session_manager_switch(api: Api) -> None:
     assert (reply.code, reply.status) == ("UserBehavior.SessionManagerDisabled", 403)
 
 
+async def test_a_url_made_before_the_switch_went_off_is_refused(api: Api) -> None:
+    """Turning Session Manager off also refuses the client websocket of a session started before."""
+    started = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    await api.ok("ModifyCloudAssistantSettings", {"SettingType": "SessionManagerConfig",
+                                                  "SessionManagerConfig": json.dumps({"SessionManagerEnabled": False})})
+    with pytest.raises(Refused, match="SessionManagerDisabled"):
+        await SessionService(api.ctx).open_connection(started["SessionId"], started["SecurityToken"], None, "")
+
+
 async def test_token_is_single_use_bound_and_secret(api: Api) -> None:
     """A shell token opens one connection; a wrong token or another session's id is refused."""
     a = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
@@ -149,3 +158,25 @@ async def test_sessions_per_region_are_limited(ctx: Context, server_log: ServerL
         await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_2})
         reply = await api.call("StartTerminalSession", {"InstanceId.1": LINUX_1})
     assert (reply.status, reply.code) == (403, "SessionCount.ExceedLimit")
+
+
+async def test_connections_of_a_gone_server_are_ended_and_old_sessions_forgotten(api: Api, clock: FixedClock) -> None:
+    """An open connection vouched for stays open; one no process vouched for in 90 s is ended ServerStopped; a
+    session older than 4 weeks is forgotten with its connections."""
+    service = SessionService(api.ctx)
+    a = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_1})
+    b = await api.ok("StartTerminalSession", {"InstanceId.1": LINUX_2})
+    kept = await service.open_connection(a["SessionId"], a["SecurityToken"], None, "")
+    lost = await service.open_connection(b["SessionId"], b["SecurityToken"], None, "")
+    clock.advance(seconds=60)
+    await service.vouch([kept.connection.channel_id])
+    clock.advance(seconds=61)
+    assert await service.sweep() == (1, 0)
+    listed = await api.ok("DescribeTerminalSessions", {"SessionId": b["SessionId"]})
+    (connection,) = listed["Sessions"]["Session"][0]["Connections"]["Connection"]
+    assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "ServerStopped")
+    assert lost.connection.channel_id != kept.connection.channel_id
+    clock.advance(weeks=4)
+    await service.vouch([kept.connection.channel_id])
+    assert (await service.sweep())[1] == 2
+    assert (await api.ok("DescribeTerminalSessions"))["Sessions"] == {"Session": []}

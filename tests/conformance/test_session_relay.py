@@ -21,6 +21,7 @@ from sessionwire import (
     session_list,
 )
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import ClientConnection
 
 OUTPUT, INPUT, SET_SIZE, CLOSE, STATUS = 1, 0, 2, 3, 5
 
@@ -141,3 +142,48 @@ def test_another_instance_cannot_take_the_channel(agent: Agent, make_agent: obje
         assert session_list(other, channel) == []
         with pytest.raises(InvalidHandshake), open_data_socket(other, channel):
             pass
+
+
+def test_port_forward_url_serves_each_local_connection(agent: Agent, api: Ecs) -> None:
+    """The official CLI's portforward dials the same URL for each local TCP connection: each gets its own channel
+    (its own kick), a stray resize is dropped and the bytes pass unchanged."""
+    started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id, "PortNumber": "8080"})
+    with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as first, \
+            open_client(started["WebSocketUrl"]) as second:
+        channels = {accept_session_kick(notify), accept_session_kick(notify)}
+        assert len(channels) == 2
+        for channel in channels:
+            (entry,) = session_list(agent, channel)
+            assert (entry["portNumber"], entry["targetHost"]) == ("8080", "")
+        channel = sorted(channels)[0]
+        with open_data_socket(agent, channel) as data:
+            data.send(agent_frame(OUTPUT, b"\x00\xffHTTP/1.1 200", channel, 0))
+            clients = (first, second)
+            got = [c for c in clients if _try_recv(c) == (OUTPUT, b"\x00\xffHTTP/1.1 200")]
+            assert len(got) == 1
+            got[0].send(client_frame(SET_SIZE, struct.pack("<hh", 24, 80), 0))
+            got[0].send(client_frame(INPUT, b"GET / HTTP/1.1\r\n\r\n", 1))
+            assert recv_agent(data) == (INPUT, b"GET / HTTP/1.1\r\n\r\n")
+    assert len(connections(api, started["SessionId"])) == 2
+
+
+def _try_recv(client: ClientConnection) -> tuple[int, bytes] | None:
+    try:
+        return recv_client(client, timeout=3)
+    except TimeoutError:
+        return None
+
+
+def test_pacing_rates_are_forwarded_and_crashing_ones_refused(agent: Agent, api: Ecs) -> None:
+    """A status-7 rate of 16384 bit/s reaches the agent as sent (big-endian); a rate of 100, which would crash the
+    agent, closes the session as MessageFormatInvalid instead."""
+    started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id})
+    with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as client:
+        channel = accept_session_kick(notify)
+        with open_data_socket(agent, channel) as data:
+            data.send(agent_frame(OUTPUT, b"$ ", channel, 0))
+            assert recv_client(client) == (OUTPUT, b"$ ")
+            client.send(client_frame(STATUS, b"\x07\x00\x00\x40\x00", 0))
+            assert recv_agent(data) == (STATUS, b"\x07\x00\x00\x40\x00")
+            client.send(client_frame(STATUS, b"\x07\x64", 1))
+            assert recv_client(client) == (STATUS, b"\x05MessageFormatInvalid")

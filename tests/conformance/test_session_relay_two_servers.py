@@ -73,3 +73,30 @@ def test_client_on_one_server_agent_on_another(two_servers: tuple[LiveServer, Li
     finally:
         agent.close()
         api.close()
+
+
+def test_end_terminal_session_on_the_agent_s_server_ends_the_client_on_the_other(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    """EndTerminalSession called on server B (where the agent is) stops the agent there and tells the client on
+    server A `Exit` through the bus."""
+    front, back = two_servers
+    api, back_api = Ecs(front.endpoint), Ecs(back.endpoint)
+    agent = Agent(back)
+    try:
+        activation = create_activation(api, 1)
+        acknowledged(agent.register(activation.activation_id, activation.code))
+        acknowledged(agent.heartbeat())
+        started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id})
+        with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as client:
+            channel = accept_session_kick(notify)
+            with open_data_socket(agent, channel) as data:
+                data.send(agent_frame(OUTPUT, b"$ ", channel, 0))
+                assert recv_client(client) == (OUTPUT, b"$ ")
+                back_api("EndTerminalSession", {"SessionId": started["SessionId"]})
+                assert notify.recv(timeout=15) == f"kick_vm session stop {channel}"
+                assert recv_client(client) == (STATUS, b"\x05Exit")
+    finally:
+        agent.close()
+        api.close()
+        back_api.close()
