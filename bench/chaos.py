@@ -40,6 +40,7 @@ import random
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,7 +67,8 @@ from fleet import Fleet, RunMode, SimAgent, default_key_cache, load_keys, patch_
 SCENARIOS = ("server-kill", "agent-kill", "pg-restart", "network", "disk-full", "idle-conns")
 BUSY = ("Pending", "Running", "Stopping")
 PG_CLUSTER = ["15", "main"]
-STATUS_5XX = re.compile(rb"\bstatus=(5\d\d)\b")
+#: an access line answered 5xx: `api … Action=X … code=Y status=5NN` or `agent route=R … status=5NN`
+STATUS_5XX = re.compile(rb"\b(?:api .*?Action=(\S+) .*?code=(\S+)|agent route=(\S+)) .*?status=(5\d\d)\b")
 
 
 def log(message: str) -> None:
@@ -418,7 +420,8 @@ class Chaos:
     def server_5xx(self, since: int) -> Counter[str]:
         with open(self.server.data_dir / "server.log", "rb") as handle:
             handle.seek(since)
-            return Counter(m.group(1).decode() for m in STATUS_5XX.finditer(handle.read()))
+            found = STATUS_5XX.finditer(handle.read())
+            return Counter(b" ".join(g for g in m.groups() if g).decode() for m in found)
 
     async def restart_server(self) -> None:
         await asyncio.to_thread(self.server.start, 60)
@@ -651,6 +654,8 @@ async def chaos(args: argparse.Namespace, engine: str) -> AsyncIterator[Chaos]:
             f"{fleet.connected()} simulated agents connected, {len(real)} real agents")
         load = Load(server, fleet, real, root / "markers", args.rate, args.per_call)
         stack.push_async_callback(load.close)
+        if args.logs is not None:
+            stack.callback(keep_logs, args.logs / engine, root, real)
         yield Chaos(args, engine, db_url, root, server, proxy, fleet, real, load, agent_fs)
         log_text = server.log()
         if "Traceback" in log_text:
@@ -659,6 +664,13 @@ async def chaos(args: argparse.Namespace, engine: str) -> AsyncIterator[Chaos]:
         for agent in real:
             if "Traceback" in agent.log():
                 log(f"{engine}: real agent {agent.instance_id} logged a traceback")
+
+
+def keep_logs(to: Path, root: Path, real: Sequence[RealAgent]) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "server.log", to / "server.log")
+    for agent in real:
+        shutil.copy(agent.home / "agent.log", to / f"agent-{agent.instance_id}.log")
 
 
 async def engine_run(args: argparse.Namespace, engine: str) -> dict[str, Any]:
@@ -716,6 +728,7 @@ def main() -> None:
     parser.add_argument("--key-cache", type=Path, default=default_key_cache())
     parser.add_argument("--no-key-cache", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--logs", type=Path, help="keep the server's and the real agents' logs here, per engine")
     args = parser.parse_args()
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
