@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloudassist.errors import ApiError
 from cloudassist.metrics import db_time
@@ -139,7 +139,7 @@ class Store:
             with db_time("read"), self._translated_sync(), self.inline.connect() as sync, sync.begin():
                 yield Tx(InlineConnection(sync))
             return
-        async with self._translated(), self.engine.connect() as conn:
+        async with self._translated(), self._connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             with db_time("read"):
                 async with conn.begin():
@@ -162,7 +162,7 @@ class Store:
                         raise
                     sync.commit()
             return
-        async with self._exclusive(), self._translated(), self.engine.connect() as conn:
+        async with self._exclusive(), self._translated(), self._connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             with db_time("write"):
                 async with conn.begin():
@@ -186,6 +186,19 @@ class Store:
             return
         async with self._writer:
             yield
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection. A database that cannot be reached or refuses the connection (PostgreSQL shutting
+        down or starting up, `57P03`, comes as a plain DBAPIError) is an outage, whatever its error says."""
+        try:
+            conn = await self.engine.connect()
+        except DBAPIError as exc:
+            raise ApiError.of("ServiceUnavailable") from exc
+        try:
+            yield conn
+        finally:
+            await asyncio.shield(conn.close())
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
