@@ -46,20 +46,38 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
             assert alive, server.log()[-3000:]
 
 
-def test_a_database_that_refuses_connections_is_service_unavailable(live: tuple[LiveServer, str]) -> None:
-    """While PostgreSQL ends the server's connections and refuses new ones, signed calls get 503
-    ServiceUnavailable in the API's shape and the log holds no internal error; once it takes connections
-    again, calls are served."""
+def _call(server: LiveServer, http: httpx.Client) -> httpx.Response:
+    return http.post(f"http://{server.endpoint}/?{signed_query(PARAMS, server.access_key_id, server.secret)}")
+
+
+def test_a_call_while_the_database_restarts_waits_for_it(live: tuple[LiveServer, str]) -> None:
+    """PostgreSQL ends the server's connections and refuses new ones for a second, as a restart does: calls
+    made meanwhile wait and are served (200), none is answered 5xx."""
     server, database = live
-
-    def call(http: httpx.Client) -> httpx.Response:
-        return http.post(f"http://{server.endpoint}/?{signed_query(PARAMS, server.access_key_id, server.secret)}")
-
     with httpx.Client(timeout=60, trust_env=False) as http:
-        assert call(http).status_code == 200
+        assert _call(server, http).status_code == 200
         asyncio.run(_refuse(database, True))
-        answers = [call(http) for _ in range(5)]
+
+        async def during() -> list[httpx.Response]:
+            calls = [asyncio.ensure_future(asyncio.to_thread(_call, server, http)) for _ in range(3)]
+            await asyncio.sleep(1.0)
+            await _refuse(database, False)
+            return list(await asyncio.gather(*calls))
+
+        answers = asyncio.run(during())
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+
+
+def test_a_database_that_keeps_refusing_connections_is_service_unavailable(live: tuple[LiveServer, str]) -> None:
+    """While PostgreSQL refuses connections for longer than the server waits, signed calls get 503
+    ServiceUnavailable in the API's shape (a 500 with an internal error before) and the log holds no internal
+    error; once it takes connections again, calls are served."""
+    server, database = live
+    with httpx.Client(timeout=60, trust_env=False) as http:
+        assert _call(server, http).status_code == 200
+        asyncio.run(_refuse(database, True))
+        answers = [_call(server, http) for _ in range(2)]
         assert {(a.status_code, a.json()["Code"]) for a in answers} == {(503, "ServiceUnavailable")}
         asyncio.run(_refuse(database, False))
-        wait_for(lambda: call(http).status_code == 200, 30, "a call to be served again")
+        wait_for(lambda: _call(server, http).status_code == 200, 30, "a call to be served again")
     assert "internal error" not in server.log(), server.log()[-3000:]

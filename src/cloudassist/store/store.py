@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,6 +33,10 @@ from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
 
 T = TypeVar("T")
+
+#: How long a transaction waits for a database that refuses connections or cannot be reached before its
+#: request is answered ServiceUnavailable: PostgreSQL restarting takes a few seconds.
+CONNECT_WAIT_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -190,11 +195,19 @@ class Store:
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection. A database that cannot be reached or refuses the connection (PostgreSQL shutting
-        down or starting up, `57P03`, comes as a plain DBAPIError) is an outage, whatever its error says."""
-        try:
-            conn = await self.engine.connect()
-        except DBAPIError as exc:
-            raise ApiError.of("ServiceUnavailable") from exc
+        down or starting up, `57P03`, comes as a plain DBAPIError) is an outage, whatever its error says: it is
+        tried again for up to CONNECT_WAIT_SECONDS (a restart takes a few), then it is ServiceUnavailable.
+        Nothing has run on a connection that was never made, so trying again is always safe."""
+        deadline, pause = time.monotonic() + CONNECT_WAIT_SECONDS, 0.05
+        while True:
+            try:
+                conn = await self.engine.connect()
+                break
+            except (DBAPIError, OSError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise ApiError.of("ServiceUnavailable") from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         try:
             yield conn
         finally:
