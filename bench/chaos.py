@@ -317,6 +317,7 @@ class Load:
     markers: Path
     rate: float
     per_call: int
+    run_seconds: float
     calls: list[Call] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     scenario: str = ""
@@ -341,7 +342,8 @@ class Load:
 
     def script(self, token: str) -> str:
         mark = f"{token} {{{{ACS::InstanceId}}}}"
-        return f'echo "start {mark}" >> {self.markers}; echo {token}; echo "end {mark}" >> {self.markers}'
+        return (f'echo "start {mark}" >> {self.markers}; sleep {self.run_seconds:g}; echo {token}; '
+                f'echo "end {mark}" >> {self.markers}')
 
     async def launch(self, number: int) -> None:
         ids = [a.instance_id for a in self.fleet.agents]
@@ -576,7 +578,8 @@ async def scenario(c: Chaos, name: str) -> dict[str, Any]:
             ok = rec["InvocationStatus"] == "Success" and rec["Output"] == f"{launch.token}\n"
             ran_to_end = (launch.token, iid) in ends
             if not ok and ((launch.invoke_id, iid) in acked or (iid in real_ids and ran_to_end)):
-                lost.append((launch.invoke_id, iid, rec["InvocationStatus"]))
+                agent = "real" if iid in real_ids else "simulated"
+                lost.append((launch.invoke_id, iid, agent, rec["InvocationStatus"], rec["Output"][:80]))
     tokens = {x.token for x in launches}
     twice = sorted(k for k, n in starts.items() if n > 1 and k[0] in tokens)
     hung = [k for k, rec in records.items() if rec["InvocationStatus"] in BUSY]
@@ -594,7 +597,9 @@ async def scenario(c: Chaos, name: str) -> dict[str, Any]:
         "runcommand_accepted": sum(1 for x in launches if x.invoke_id), "runcommand_not_accepted":
             sum(1 for x in launches if not x.invoke_id),
         "records": len(records), "statuses": dict(statuses), "runs": sum(1 for k in starts if k[0] in tokens),
-        "results_lost": len(lost), "lost": lost[:10], "missing_records": missing, "not_final": len(hung),
+        "results_lost": len(lost), "lost": lost[:20],
+        "lost_output_only": sum(1 for x in lost if x[3] == "Success"),
+        "missing_records": missing, "not_final": len(hung),
         "runs_twice": len(twice), "twice": twice[:10],
         "server_5xx": dict(server_5xx), "api_5xx_seen": sum(n for s, n in api_answers.items() if s >= 500),
         "agent_5xx_seen": sum(n for s, n in agent_status.items() if 500 <= s < 599 and n > 0),
@@ -612,7 +617,8 @@ def summary_line(row: dict[str, Any]) -> str:
     fives = sum(row["server_5xx"].values())
     return (f"{row['engine']:<10} {row['scenario']:<11} served API {row['api_calls_answered']:>5} "
             f"(unanswered {row['api_calls_unanswered']:>3}), agent {row['agent_requests_answered']:>5} | "
-            f"runs {row['runs']:>5} | lost {row['results_lost']} | twice {row['runs_twice']} | "
+            f"runs {row['runs']:>5} | lost {row['results_lost']} ({row['lost_output_only']} Success with another "
+            f"output) | twice {row['runs_twice']} | "
             f"5xx {fives} (API seen {row['api_5xx_seen']}, agents seen {row['agent_5xx_seen']}) | "
             f"not final {row['not_final']} | signed p50/p99/max before {before['p50_ms']:.0f}/{before['p99_ms']:.0f}/"
             f"{before['max_ms']:.0f} ms, during {during['p50_ms']:.0f}/{during['p99_ms']:.0f}/"
@@ -652,7 +658,7 @@ async def chaos(args: argparse.Namespace, engine: str) -> AsyncIterator[Chaos]:
         await asyncio.to_thread(wait_for, lambda: all(a.connected() for a in real), 60, "real agents to connect")
         log(f"{engine}: server {server.endpoint} / {server.agent_endpoint} (via proxy {proxy.endpoint}), "
             f"{fleet.connected()} simulated agents connected, {len(real)} real agents")
-        load = Load(server, fleet, real, root / "markers", args.rate, args.per_call)
+        load = Load(server, fleet, real, root / "markers", args.rate, args.per_call, args.run_seconds)
         stack.push_async_callback(load.close)
         if args.logs is not None:
             stack.callback(keep_logs, args.logs / engine, root, real)
@@ -716,6 +722,8 @@ def main() -> None:
     parser.add_argument("--real-agents", type=int, default=2, help="real `cloudassist agent` processes")
     parser.add_argument("--rate", type=float, default=4.0, help="RunCommand calls per second (reads: twice that)")
     parser.add_argument("--per-call", type=int, default=5, help="instances per RunCommand")
+    parser.add_argument("--run-seconds", type=float, default=1.0,
+                        help="each run sleeps this long between its markers, so runs are in flight at each fault")
     parser.add_argument("--before", type=float, default=5.0, help="seconds of load before each fault")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of load after each fault")
     parser.add_argument("--fault-seconds", type=float, default=6.0,
