@@ -174,10 +174,11 @@ class AgentEndpoints:
         """`register`, its refusals counted against the address."""
         try:
             response = await self.register(request)
-        except ApiError:
-            self.throttle.failed(address)
+        except ApiError as exc:
+            if exc.http_status < 500:  # a store that could not answer (503) is no failure of the agent
+                self.throttle.failed(address)
             raise
-        if response.status_code >= 400:
+        if 400 <= response.status_code < 500:
             self.throttle.failed(address)
         return response
 

@@ -158,8 +158,9 @@ class RpcEndpoint:
             raise Throttled(math.ceil(wait))
         try:
             key = await self.authenticate(rpc)
-        except ApiError:
-            self.throttle.failed(address)
+        except ApiError as exc:
+            if exc.http_status < 500:  # a refusal; a store that could not answer (503) is no failure of the caller
+                self.throttle.failed(address)
             raise
         if call is not None:
             call.key_id, call.account = key.access_key_id, key.account_name
