@@ -170,6 +170,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "grace_seconds", 60, int, "How long past Timeout a running task may go unreported before the server ends it."
     ),
+    Setting("api_cert", "", str, "PEM certificate (chain) to serve the API over HTTPS; empty serves plain HTTP."),
+    Setting("api_key", "", str, "PEM private key of --api-cert."),
 )
 
 
@@ -211,6 +213,8 @@ class Settings:
     auth_throttle_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
+    api_cert: str = ""
+    api_key: str = ""
 
     @property
     def database_url(self) -> str:
