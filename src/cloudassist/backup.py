@@ -74,9 +74,13 @@ def _copy(source: Path, source_dir: Path, dest_dir: Path, *, any_revision: bool)
     Unless `any_revision`, a database of a newer schema than this version's is refused."""
     part = dest_dir / f"{DATABASE}.part"
     part.unlink(missing_ok=True)
-    with contextlib.closing(_connect(source)) as src, contextlib.closing(sqlite3.connect(part)) as dst:
-        src.backup(dst)  # every page in one step: one snapshot of the source
-        revision = _check(dst, source, any_revision)
+    try:
+        with contextlib.closing(_connect(source)) as src, contextlib.closing(sqlite3.connect(part)) as dst:
+            src.backup(dst)  # every page in one step: one snapshot of the source
+            revision = _check(dst, source, any_revision)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     os.chmod(part, 0o600)
     part.replace(dest_dir / DATABASE)
     copied = []
