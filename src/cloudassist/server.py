@@ -33,6 +33,7 @@ from cloudassist.services.retention import RetentionJob
 from cloudassist.settings import Settings
 from cloudassist.store.channel import KickChannel
 from cloudassist.store.leader import Leadership
+from cloudassist.store.migrate import SchemaTooNew
 from cloudassist.store.store import Store
 
 if TYPE_CHECKING:
@@ -72,7 +73,10 @@ async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
     and everything the server creates there is private to it.
     """
     secure_data_dir(settings.data_dir)
-    store = await Store.open(settings.database_url)
+    try:
+        store = await Store.open(settings.database_url)
+    except SchemaTooNew as exc:
+        raise preflight.StartupError(str(exc)) from None
     ctx = Context(store, SystemClock(), settings)
     access = AccessService(ctx)
     key_id, secret = os.environ.get("CLOUDASSIST_ACCESS_KEY_ID"), os.environ.get("CLOUDASSIST_ACCESS_KEY_SECRET")
