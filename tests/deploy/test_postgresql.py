@@ -56,8 +56,9 @@ def test_a_server_on_its_own_role_and_database_survives_pg_dump_and_pg_restore(r
     try:
         live.start(timeout=60)
         tea = tea_client(live.endpoint)
-        command_id = tea.create_command(ecs.CreateCommandRequest(
-            region_id=REGION, name="on-postgresql", type="RunShellScript", command_content="ZWNobyBwZw==")).body.command_id
+        made = tea.create_command(ecs.CreateCommandRequest(
+            region_id=REGION, name="on-postgresql", type="RunShellScript", command_content="ZWNobyBwZw=="))
+        command_id = made.body.command_id
         dump = tmp_path / "cloudassist.dump"
         _pg_tool("pg_dump", "--username", role, "--format", "custom", "--file", str(dump), role)  # server running
         live.stop()
