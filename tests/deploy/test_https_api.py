@@ -37,7 +37,7 @@ def test_both_sdks_run_a_command_over_https_with_the_operators_certificate(tmp_p
                                                     "CLOUDASSIST_API_KEY": str(own.key)})
     try:
         live.start(timeout=60)
-        assert f"cloudassist API listening on https://{live.endpoint}/" in live.log()
+        wait_for(lambda: f"cloudassist API listening on https://{live.endpoint}/" in live.log(), 30, "the banner")
         tea = _tea(live.endpoint, own.ca)
         with agents(tmp_path / "agents") as made:
             body = tea.create_activation(ecs.CreateActivationRequest(region_id=REGION, instance_count=1)).body

@@ -69,10 +69,9 @@ def test_an_agent_on_another_address_registers_once_the_certificate_names_it(
 ) -> None:
     address = _host_address()
     argv, api, port = server_argv
-    log = tmp_path / "server.log"
     copied_ca = tmp_path / "host" / "ca.pem"  # what the operator copied to the managed host
     copied_ca.parent.mkdir()
-    process = _start(argv, log, api)
+    process = _start(argv, tmp_path / "server-1.log", api)
     try:
         copied_ca.write_bytes((tmp_path / "data" / "ca.pem").read_bytes())
         tea = tea_client(f"127.0.0.1:{api}")
@@ -83,7 +82,7 @@ def test_an_agent_on_another_address_registers_once_the_certificate_names_it(
         assert "certificate" in (refused.stdout + refused.stderr).lower()
         assert _stop(process) == 0
 
-        process = _start([*argv, "--agent-name", address], log, api)
+        process = _start([*argv, "--agent-name", address], tmp_path / "server-2.log", api)
         assert (tmp_path / "data" / "ca.pem").read_bytes() == copied_ca.read_bytes()
         done = _register(address, port, copied_ca, tmp_path / "host" / "state", activation)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -99,9 +98,11 @@ def test_an_agent_on_another_address_registers_once_the_certificate_names_it(
             result = final(tea, str(invoke_id))
             assert (result.invocation_status, result.output) == ("Success", "from-afar\n")
             assert made.close() == [0]
-        assert f"client={address}" in log.read_text()  # the agent came by the host's address, not loopback
+        # the agent came by the host's address, not by loopback
+        assert f"client={address}" in (tmp_path / "server-2.log").read_text()
     finally:
         if process.poll() is None:
             _stop(process)
-    assert "Traceback" not in log.read_text()
+    for log in tmp_path.glob("server-*.log"):
+        assert "Traceback" not in log.read_text()
     assert os.stat(tmp_path / "data").st_mode & 0o077 == 0
