@@ -222,6 +222,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "session_transcript_max_bytes", 1_048_576, int, "The largest transcript kept per connection; the rest is cut."
     ),
+    Setting("api_cert", "", str, "PEM certificate (chain) to serve the API over HTTPS; empty serves plain HTTP."),
+    Setting("api_key", "", str, "PEM private key of --api-cert."),
 )
 
 
@@ -273,6 +275,8 @@ class Settings:
     session_max_input_bps: int = 1_638_400
     session_transcripts: bool = False
     session_transcript_max_bytes: int = 1_048_576
+    api_cert: str = ""
+    api_key: str = ""
 
     @property
     def database_url(self) -> str:

@@ -37,6 +37,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer cloudassist: this one does not know its schema."""
+
+
 def current_revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
@@ -49,6 +53,11 @@ def _upgrade(connection: Connection) -> None:
     revision = current_revision(connection)
     if revision == HEAD:
         return
+    if revision is not None and revision > HEAD:  # revisions are zero-padded numbers
+        raise SchemaTooNew(
+            f"the database is at schema revision {revision}, which a newer cloudassist made; this one knows "
+            f"up to {HEAD}: run the newer version, or restore the backup taken before the upgrade (docs/deploy.md)"
+        )
     if revision is None and not inspect(connection).get_table_names():
         metadata.create_all(connection)
         connection.execute(

@@ -138,7 +138,11 @@ class Store:
         """Connect to `url` and, unless told otherwise, migrate it to the newest schema."""
         engine = make_engine(url)
         if upgrade:
-            await migrate.upgrade(engine)
+            try:
+                await migrate.upgrade(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
         return cls(engine)
 
     @property
