@@ -3,13 +3,15 @@
 Run by the python of a venv holding a plain `pip install .` of cloudassist (no extras), with the path of a
 second venv holding only `pip install ./agent-package`: the server starts, serves /healthz, an activation is
 made through the API, the agent-only venv's `cloudassist-agent` registers and runs, and a RunCommand comes
-back Success with its output. Uses nothing but the standard library and cloudassist itself.
+back Success with its output, and so does `cloudassist run` (the CLI's API client). Uses nothing but the
+standard library and cloudassist itself.
 
     python scripts/smoke_install.py AGENT_VENV
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,8 @@ REGION = "cn-hangzhou"
 
 def main(agent_venv: Path) -> None:
     agent_bin = agent_venv / "bin"
-    for command in (["cloudassist", "--help"], ["cloudassist", "keys", "--help"], ["cloudassist", "up", "--help"]):
+    for command in (["cloudassist", "--help"], ["cloudassist", "keys", "--help"], ["cloudassist", "up", "--help"],
+                    ["cloudassist", "run", "--help"]):
         subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]], check=True,
                        stdout=subprocess.DEVNULL)
     server_only = subprocess.run(
@@ -62,7 +65,15 @@ def main(agent_venv: Path) -> None:
             result = wait_for(lambda: _finished(server, run["InvokeId"]), 30, "the command's result")
             assert result["InvocationStatus"] == "Success", result
             assert result["Output"].strip() == "smoke-42", result
-            print(f"plain install: server, agent-only install and RunCommand on {instance['InstanceId']}: ok")
+            cli = subprocess.run(
+                [str(Path(sys.executable).parent / "cloudassist"), "run", "-i", instance["InstanceId"], "-o", "json",
+                 "--endpoint", server.endpoint, "--", "echo cli-$((6*7))"],
+                env={"PATH": "/usr/bin:/bin", "HOME": tmp, "ALIBABA_CLOUD_ACCESS_KEY_ID": server.access_key_id,
+                     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": server.secret},
+                check=True, capture_output=True, text=True, timeout=60)
+            assert json.loads(cli.stdout)["InvocationResults"][0]["Output"] == "cli-42\n", cli.stdout
+            print(f"plain install: server, agent-only install, RunCommand and `cloudassist run` on "
+                  f"{instance['InstanceId']}: ok")
             _console(server)
         finally:
             if agent is not None:

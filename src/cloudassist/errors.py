@@ -173,6 +173,24 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     "FileSize.ExceedLimit": (403, "The length of file content exceeds limit."),
     "FileName.ExceedLimit": (403, "The length of file name exceeds limit."),
     "FileDesc.ExceedLimit": (403, "The length of file description exceeds limit."),
+    # ModifyCloudAssistantSettings / DescribeCloudAssistantSettings (reference §7; the documents give codes only,
+    # so the texts are ours)
+    "InvalidParameter.SettingType": (400, "The specified parameter SettingType is not valid."),
+    "InvalidParameter.OssBucketName": (400, "The specified OSS bucket name is not valid."),
+    "InvalidParameter.OssPrefix": (400, "The specified OSS prefix is not valid."),
+    "InvalidParameter.OssEncryptionType": (400, "The specified OSS encryption type is not valid."),
+    "InvalidParameter.OssEncryptionAlgorithm": (400, "The specified OSS encryption algorithm is not valid."),
+    "InvalidParameter.OssEncryptionKeyId": (400, "The specified OSS encryption key ID is not valid."),
+    "InvalidParameter.SlsProjectName": (400, "The specified SLS project name is not valid."),
+    "InvalidParameter.SlsLogstoreName": (400, "The specified SLS Logstore name is not valid."),
+    "InvalidParameter.AllowedUpgradeWindow": (400, "The specified upgrade window is not valid."),
+    "InvalidAllowedUpgradeWindow.DurationTooShort": (400, "The duration of an upgrade window is too short."),
+    "InvalidAllowedUpgradeWindow.Required": (
+        400,
+        "At least one upgrade window is required when the custom upgrade configuration is enabled.",
+    ),
+    "InvalidAllowedUpgradeWindow.CountLimitExceeded": (403, "The number of upgrade windows exceeds the limit of 5."),
+    "InvalidParameter.TimeZone": (400, "The specified time zone is not valid."),
     # activations and managed instances
     "InstanceName.ExceedLimit": (400, "The length of the parameter InstanceName exceeds the limit."),
     "InstanceName.InvalidPattern": (400, "The specified parameter InstanceName is not valid."),
@@ -197,6 +215,21 @@ CATALOGUE: Final[dict[str, tuple[int, str]]] = {
     ),
     "InvalidActivation.IpAddressDenied": (403, "The IP address of the host is not allowed to use the activation code."),
     "InvalidPublicKey.Malformed": (400, "The public key is not a valid PEM or base64 encoded RSA public key."),
+    # Session Manager: StartTerminalSession's documented table (reference §7), EndTerminalSession's
+    "PortNumber.Invalid": (400, "The specified parameter PortNumber is not valid."),
+    "InvalidParameter.ConnectionType": (400, "The specified parameter ConnectionType is not valid."),
+    "SessionCount.ExceedLimit": (403, "The number of sessions exceeds the upper limit."),
+    "UserBehavior.SessionManagerDisabled": (403, "The api is disabled by user behavior."),
+    "InvalidCommandLine.Conflict": (403, "CommandLine cannot be specified together with PortNumber or TargetServer."),
+    "InvalidTargetServer.MissingPortNumber": (403, "TargetServer requires PortNumber."),
+    "InvalidCommandLine.LengthLimitExceeded": (403, "The length of CommandLine exceeds the limit of 512."),
+    "InvalidInstanceIds.CountLimitExceeded": (
+        403,
+        "Only one instance may be specified together with TargetServer or CommandLine.",
+    ),
+    "InvalidTargetServer.LengthLimitExceeded": (403, "The length of TargetServer exceeds the limit of 128."),
+    "InvalidPasswordName.LengthLimitExceeded": (403, "The length of PasswordName exceeds the limit of 255."),
+    "InvalidSessionId.NotFound": (404, "The specified SessionId does not exist."),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -19,6 +20,20 @@ FORMATS: Final = ("text", "json")
 TEXT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 #: Libraries that log SQL parameters (secrets among them) at DEBUG: never below WARNING.
 QUIET: Final = ("aiosqlite", "asyncpg", "sqlalchemy", "alembic", "websockets", "httpx", "httpcore")
+
+
+#: A secret in a logged URL: the Session Manager WebSocketUrl's `token=` (uvicorn logs each websocket's path).
+_URL_SECRET: Final = re.compile(r"(?i)(token=)[^&\s\"']+")
+
+
+class Redact(logging.Filter):
+    """Replace URL secrets (`token=…`) in every record's message before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "oken=" in message:
+            record.msg, record.args = _URL_SECRET.sub(r"\1<redacted>", message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +61,7 @@ def configure(level: str, fmt: str = "text", *, access: bool = True) -> None:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
+    handler.addFilter(Redact())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -21,6 +21,7 @@ from cloudassist import preflight
 from cloudassist.api.agent.app import create_agent_app, keep_delivering
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.app import create_app
+from cloudassist.api.session.relay import Relay
 from cloudassist.clock import SystemClock
 from cloudassist.edge.budget import Budget
 from cloudassist.edge.guard import ConnectionGuard
@@ -33,6 +34,7 @@ from cloudassist.services.retention import RetentionJob
 from cloudassist.settings import Settings
 from cloudassist.store.channel import KickChannel
 from cloudassist.store.leader import Leadership
+from cloudassist.store.migrate import SchemaTooNew
 from cloudassist.store.store import Store
 
 if TYPE_CHECKING:
@@ -72,7 +74,10 @@ async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
     and everything the server creates there is private to it.
     """
     secure_data_dir(settings.data_dir)
-    store = await Store.open(settings.database_url)
+    try:
+        store = await Store.open(settings.database_url)
+    except SchemaTooNew as exc:
+        raise preflight.StartupError(str(exc)) from None
     ctx = Context(store, SystemClock(), settings)
     access = AccessService(ctx)
     key_id, secret = os.environ.get("CLOUDASSIST_ACCESS_KEY_ID"), os.environ.get("CLOUDASSIST_ACCESS_KEY_SECRET")
@@ -162,20 +167,31 @@ def _config(app: Any, listen: str, settings: Settings, edge: Edge, *, agent_face
     )
 
 
-def _edges(settings: Settings, open_files: int) -> tuple[Edge, Edge | None]:
-    """Each face's bounds: its share of the open-file limit, the read timeout, and the agent face's TLS."""
+def _edges(settings: Settings, open_files: int, api_tls: ssl.SSLContext | None) -> tuple[Edge, Edge | None]:
+    """Each face's bounds: its share of the open-file limit, the read timeout, and its TLS."""
     budget = Budget.of(
         open_files, settings.max_connections, settings.agent_max_connections, agent_face=bool(settings.agent_listen)
     )
     log.info("%s", budget.describe())
     timeout = float(settings.read_timeout_seconds)
-    api = Edge(ConnectionGuard("API", budget.api), timeout)
+    api = Edge(ConnectionGuard("API", budget.api), timeout, api_tls)
     if not settings.agent_listen:
         return api, None
     cert = agent_certificate(settings)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert.cert), str(cert.key))
+    context = _tls_context(str(cert.cert), str(cert.key), "the agent face's certificate")
     return api, Edge(ConnectionGuard("agent", budget.agent), timeout, context)
+
+
+def _tls_context(cert: str, key: str, what: str) -> ssl.SSLContext:
+    """A server-side TLS context holding `cert` and its `key`; a StartupError naming `what` when they do not load."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise preflight.StartupError(
+            f"cannot load {what} ({cert}, {key}): {exc}; give a readable PEM certificate and its key"
+        ) from None
+    return context
 
 
 def raise_fd_limit() -> int:
@@ -192,6 +208,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve the API (and the agent face, unless turned off) until SIGINT or SIGTERM, then stop cleanly.
     Raises preflight.StartupError, before anything is created, when it cannot."""
     await preflight.check(settings)
+    api_tls = _tls_context(settings.api_cert, settings.api_key, "--api-cert/--api-key") if settings.api_cert else None
     log.debug(
         "settings: listen=%s agent_listen=%s data_dir=%s db=%s", settings.listen, settings.agent_listen or "off",
         settings.data_dir, preflight.shown_url(settings.db) if settings.db else "SQLite in the data directory",
@@ -200,11 +217,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     trim = pin_mmap_threshold()
     count_accept_errors(asyncio.get_running_loop())
     ctx, created = await prepare(settings)
-    api_edge, agent_edge = _edges(settings, open_files)  # after prepare: the certificate goes in the data directory
+    # after prepare: the generated certificate goes in the data directory
+    api_edge, agent_edge = _edges(settings, open_files, api_tls)
     hub = KickHub()
     leadership = Leadership(ctx.store.url)
-    ctx = replace(ctx, notify=hub, leader=leadership)
-    background = [asyncio.create_task(leadership.keep_trying())]
+    relay = Relay()
+    ctx = replace(ctx, notify=hub, leader=leadership, sessions=relay)
+    relay.bind(ctx)  # after notify: the relay kicks through the hub
+    background = [asyncio.create_task(leadership.keep_trying()), asyncio.create_task(relay.run())]
     if not ctx.store.sqlite:  # servers sharing a PostgreSQL database kick each other's agents
         hub.channel = KickChannel(ctx.store.url, hub.kick_local)
         background.append(asyncio.create_task(hub.channel.run()))
@@ -233,8 +253,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         while not all(server.started for server in servers) and not any(task.done() for task in runs):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         if all(server.started for server in servers):
-            print(f"cloudassist API listening on http://{settings.listen}/", flush=True)
-            print(f"web console on http://{settings.listen}/console/", flush=True)
+            scheme = "https" if settings.api_cert else "http"
+            print(f"cloudassist API listening on {scheme}://{settings.listen}/", flush=True)
+            print(f"web console on {scheme}://{settings.listen}/console/", flush=True)
             if settings.agent_listen:
                 print(
                     f"agent protocol listening on https://{settings.agent_listen}/ "

@@ -25,6 +25,14 @@ def _flag(text: str) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+def _rate(text: str) -> int:
+    """A pacing rate for agents: 0, or at least 16384 bit/s (smaller ones crash the official agent)."""
+    value = int(text)
+    if value != 0 and not 16384 <= value < 2**32:
+        raise ValueError(f"expected 0 or 16384..4294967295 bit/s, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -176,6 +184,52 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         int,
         "How long a sign-in to the web console (/console/) lasts; signing out ends it at once.",
     ),
+    Setting(
+        "session_url",
+        "",
+        str,
+        "The WebSocketUrl base StartTerminalSession returns (e.g. wss://ca.example.com/session, behind a TLS proxy);"
+        " empty: ws://<the API request's Host>/session.",
+    ),
+    Setting("session_idle_seconds", 180, int, "A session connection with no data either way for this long is closed."),
+    Setting(
+        "session_start_seconds", 60, int, "How long a session connection waits for the agent to dial before it fails."
+    ),
+    Setting(
+        "session_redial_seconds",
+        20,
+        int,
+        "How long a connection waits for the agent to re-dial after its data socket dropped without a status report.",
+    ),
+    Setting(
+        "session_max_per_region", 1000, int, "Open sessions an account may hold per region (SessionCount.ExceedLimit)."
+    ),
+    Setting("session_max_per_instance", 20, int, "Open session connections one instance may serve at once."),
+    Setting(
+        "session_agent_flow_limit",
+        0,
+        _rate,
+        "The flowLimit (bit/s) sent to agents: 0 for the agent's own pacing (about 200 kbit/s), else at least 16384.",
+    ),
+    Setting(
+        "session_max_input_bps",
+        1_638_400,
+        int,
+        "A client sending faster than this (bit/s, averaged over a few seconds) has its connection closed"
+        " with FlowExceedLimit.",
+    ),
+    Setting(
+        "session_transcripts",
+        False,
+        _flag,
+        "Keep every session's transcript (what the terminal showed); an account's SessionManagerDelivery"
+        " keeps its own.",
+    ),
+    Setting(
+        "session_transcript_max_bytes", 1_048_576, int, "The largest transcript kept per connection; the rest is cut."
+    ),
+    Setting("api_cert", "", str, "PEM certificate (chain) to serve the API over HTTPS; empty serves plain HTTP."),
+    Setting("api_key", "", str, "PEM private key of --api-cert."),
 )
 
 
@@ -218,6 +272,18 @@ class Settings:
     delivery_timeout_seconds: int = 60
     grace_seconds: int = 60
     console_session_hours: int = 12
+    session_url: str = ""
+    session_idle_seconds: int = 180
+    session_start_seconds: int = 60
+    session_redial_seconds: int = 20
+    session_max_per_region: int = 1000
+    session_max_per_instance: int = 20
+    session_agent_flow_limit: int = 0
+    session_max_input_bps: int = 1_638_400
+    session_transcripts: bool = False
+    session_transcript_max_bytes: int = 1_048_576
+    api_cert: str = ""
+    api_key: str = ""
 
     @property
     def database_url(self) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
 import os
 import resource
 import socket
@@ -21,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlencode
 
-from cloudassist.clock import iso
+from cloudassist.cli.client import sign_v1
 
 T = TypeVar("T")
 TEST_PG = os.environ.get("CLOUDASSIST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -60,36 +58,6 @@ class FixedClock:
 
     def advance(self, **delta: float) -> None:
         self.current += timedelta(**delta)
-
-
-def _pct(text: str) -> str:
-    return quote(text, safe="~")
-
-
-def sign_v1(
-    params: Mapping[str, str],
-    access_key_id: str,
-    secret: str,
-    *,
-    method: str = "POST",
-    timestamp: datetime | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """`params` plus the common parameters and an HMAC-SHA1 signature, as aliyunsdkcore sends them."""
-    signed = {
-        "Format": "JSON",
-        "Version": "2014-05-26",
-        "AccessKeyId": access_key_id,
-        "SignatureMethod": "HMAC-SHA1",
-        "SignatureVersion": "1.0",
-        "SignatureNonce": nonce or uuid.uuid4().hex,
-        "Timestamp": iso(timestamp or datetime.now(UTC)),
-        **params,
-    }
-    canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(signed.items()))
-    to_sign = f"{method}&{_pct('/')}&{_pct(canonical)}"
-    digest = hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
-    return {**signed, "Signature": base64.b64encode(digest).decode()}
 
 
 def signed_query(params: Mapping[str, str], access_key_id: str, secret: str, **kw: object) -> str:

@@ -31,15 +31,18 @@ def test_unknown_action(core: Core) -> None:
     core_fails(core.call_error("DescribeUnicorns"), "InvalidAction.NotFound", 404)
 
 
-def test_unimplemented_family_action(tea: EcsClient, core: Core, server: Server) -> None:
-    """InstallCloudAssistant, a Cloud Assistant action this server does not implement (it installs the agent on
-    ECS instances), is answered with a well-formed error (UnsupportedOperation, 400) that both SDKs read, never a
-    crash or a non-JSON body."""
-    request = ecs.InstallCloudAssistantRequest(region_id=REGION, instance_id=[server.register()])
-    body = fails(lambda: tea.install_cloud_assistant(request), "UnsupportedOperation", 400)
-    assert "InstallCloudAssistant" in body["Message"]
-    core_fails(core.call_error("InstallCloudAssistant", {"InstanceId.1": "mi-hz0000nothere"}),
-               "UnsupportedOperation", 400)
+def test_session_actions_through_both_sdks(tea: EcsClient, core: Core) -> None:
+    """EndTerminalSession of an unknown session is InvalidSessionId.NotFound (404) in both SDKs;
+    DescribeTerminalSessions reads as the SDK model (an empty Sessions.Session list)."""
+    request = ecs.EndTerminalSessionRequest(region_id=REGION, session_id="s-hz0000nothere")
+    fails(lambda: tea.end_terminal_session(request), "InvalidSessionId.NotFound", 404)
+    unknown = core.call_error("EndTerminalSession", {"SessionId": "s-hz0000nothere"})
+    core_fails(unknown, "InvalidSessionId.NotFound", 404)
+    listed = tea.describe_terminal_sessions(
+        ecs.DescribeTerminalSessionsRequest(region_id=REGION, session_id="s-hz0000nothere")
+    ).body
+    assert listed.sessions.session == []
+    assert core.call("DescribeTerminalSessions", {"SessionId": "s-hz0000nothere"})["Sessions"] == {"Session": []}
 
 
 def test_json_is_the_default_format(core: Core) -> None:

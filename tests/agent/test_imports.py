@@ -28,13 +28,14 @@ SERVER = ("sqlalchemy", "starlette", "uvicorn", "alembic", "asyncpg", "aiosqlite
           "cloudassist.services", "cloudassist.store", "cloudassist.server")
 DROPPED = ("cryptography", "httpx", "httpcore", "anyio", "websockets", "pyasn1")
 LATER = ("cloudassist.agent.sendfile", "cloudassist.domain.files", "cloudassist.domain.schedules",
-         "cloudassist.domain.cron", "zoneinfo")
+         "cloudassist.domain.cron", "zoneinfo", "cloudassist.agent.session", "cloudassist.agent.terminal",
+         "cloudassist.agent.portforward", "cloudassist.domain.frames")
 
 
 def test_a_starting_agent_loads_no_server_code_and_no_heavy_library(tmp_path: Path) -> None:
     """The modules loaded by a starting agent include none of the server's, none of cryptography, httpx,
-    websockets (or their dependencies), and not yet the file-task and schedule code (nor the zone
-    database, TZ being unset)."""
+    websockets (or their dependencies), and not yet the file-task, schedule and Session Manager code (nor
+    the zone database, TZ being unset)."""
     env = {k: v for k, v in os.environ.items() if k != "TZ"}
     done = subprocess.run([sys.executable, "-c", _START, str(tmp_path)], capture_output=True, text=True, env=env,
                           check=True, timeout=120)

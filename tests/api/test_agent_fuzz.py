@@ -36,7 +36,8 @@ KINDS = ("running", "finish", "timeout", "error", "stopped", "invalid")
 PATHS = (
     "instance/register", "connection_detect", "heart-beat", "v1/task/list", *(f"v1/task/{k}" for k in KINDS),
     "v1/task/verified", "metrics", "v1/update/update_check", "gshell", "v1/session/list", "v1/plugin/list",
-    "v2/plugin/update_check", "instance/list_instance_state_configurations", "client_report", "v1/task/",
+    "v2/plugin/update_check", "v1/plugin/report_status", "instance/list_instance_state_configurations",
+    "client_report", "v1/task/",
     "v1/task/unknown", "v1/task/finish/", "v1/task/finish/x", "", "../../etc/passwd", "heart-beat%00",
     "instance/deregister",
 )

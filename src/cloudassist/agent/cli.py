@@ -161,7 +161,14 @@ def register_command(
     show_default=True,
     help="Tasks run at once; more wait for a slot.",
 )
-def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
+@click.option(
+    "--session-allow-root/--no-session-allow-root",
+    default=False,
+    envvar=serve.SESSION_ALLOW_ROOT_ENV,
+    show_envvar=True,
+    help="Allow Session Manager shells as root (uid or gid 0); off by default.",
+)
+def run_command(state_dir: Path, log_level: str, max_concurrent: int, session_allow_root: bool) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT.
 
     On SIGTERM/SIGINT it stops taking tasks, kills running ones (per their TerminationMode), reports them
@@ -169,7 +176,7 @@ def run_command(state_dir: Path, log_level: str, max_concurrent: int) -> None:
     sent at the next start.
     """
     try:
-        serve.run(state_dir, log_level, max_concurrent)
+        serve.run(state_dir, log_level, max_concurrent, session_allow_root)
     except serve.Refused as exc:
         raise click.ClickException(str(exc)) from None
 

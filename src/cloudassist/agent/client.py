@@ -428,14 +428,35 @@ class ServerClient:
         params.update(
             currentTime=str(int(time.time() * 1000)), offset=str(time.localtime().tm_gmtoff), timeZone=_time_zone()
         )
+        return await self._listing("v1/task/list", params)
+
+    async def _listing(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """POST a list request (8 s for the answer); a `code: 408` reply is asked again after 2 s, up to 4
+        rounds, as the official agent does."""
         for round_ in range(4):
             try:
-                return await self._request("POST", "v1/task/list", params=params, read_timeout=TASK_LIST_TIMEOUT)
+                return await self._request("POST", path, params=params, read_timeout=TASK_LIST_TIMEOUT)
             except ServerError as exc:
                 if exc.code != 408 or round_ == 3:
                     raise
                 await asyncio.sleep(2)
         raise AssertionError("unreachable")
+
+    async def session_list(self, channel_id: str) -> dict[str, Any]:
+        """POST `v1/session/list?channelId=…`: the `session` entries of a kicked channel."""
+        return await self._listing("v1/session/list", {"channelId": channel_id})
+
+    async def session_status(self, channel_id: str, status: str, errorcode: str, **extra: str) -> None:
+        """POST `v1/session/status?channelId&status&errorcode` (plus `extra`): how a session ended; sent once."""
+        params = {"channelId": channel_id, "status": status, "errorcode": errorcode, **extra}
+        await self._request(
+            "POST", "v1/session/status", params=params, content_type="text/plain; charset=utf-8", read_timeout=5
+        )
+
+    async def session_socket(self, channel_id: str) -> WebSocket:
+        """The data websocket of a session, `wss://<server>/luban/session/backend?channelId=…`, signed."""
+        target = f"/luban/session/backend?{urlencode({'channelId': channel_id})}"
+        return await self._websocket(target, max_size=1024 * 1024)
 
     async def report(self, kind: str, query: Mapping[str, str], body: bytes) -> None:
         """POST `v1/task/<kind>` with `query` and the output `body`; ServerError unless acknowledged."""
@@ -454,18 +475,20 @@ class ServerClient:
     async def notify_socket(self) -> WebSocket:
         """The kick websocket, `wss://<server>/luban/notify_server`, opened with signed headers (on the server
         in use, or the next that answers)."""
+        return await self._websocket("/luban/notify_server", max_size=64 * 1024)
 
+    async def _websocket(self, target: str, *, max_size: int) -> WebSocket:
         async def connect(index: int) -> WebSocket:
             return await open_websocket(
                 self.servers[index],
-                "/luban/notify_server",
+                target,
                 self._ssl,
                 [*sign_headers(self.identity).items(), ("User-Agent", user_agent())],
                 open_timeout=10,
                 ping_interval=60,
                 ping_timeout=30,
                 close_timeout=5,
-                max_size=64 * 1024,
+                max_size=max_size,
             )
 
         return await self._failover(connect)

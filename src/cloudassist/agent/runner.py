@@ -48,7 +48,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudassist.agent import keys, proctree
 from cloudassist.agent.client import (
@@ -67,6 +67,9 @@ from cloudassist.agent.journal import Entry, Journal
 from cloudassist.agent.output import OutputBuffer
 from cloudassist.agent.scheduler import SCHEDULED_MODES, Schedule, Scheduler, local_zone
 from cloudassist.agent.spool import Backoff, Item, Spool, SpoolSender
+
+if TYPE_CHECKING:
+    from cloudassist.agent.session import Sessions
 
 log = logging.getLogger("cloudassist.agent")
 CHUNK_BYTES = 2048
@@ -237,6 +240,7 @@ class Agent:
         client: ServerClient | None = None,
         max_concurrent: int = 10,
         shutdown_grace: float = 5.0,
+        session_allow_root: bool = False,
     ) -> None:
         self.identity = identity
         self.state_dir = state_dir
@@ -267,6 +271,8 @@ class Agent:
         self._skipped = Recent()
         self._stops_sent = Recent()
         self._last_activity = 0.0
+        self.session_allow_root = session_allow_root
+        self._sessions: Sessions | None = None  #: made (and agent/session.py loaded) by the first session kick
 
     def request_stop(self) -> None:
         """Shut down (call from the event loop's thread, e.g. from a signal handler)."""
@@ -317,6 +323,8 @@ class Agent:
             elif run.future is not None:
                 run.future.cancel()
         await asyncio.gather(*(r.future for r in runs if r.future is not None), return_exceptions=True)
+        if self._sessions is not None:
+            await self._sessions.close()
         if not await self.sender.flush(self.shutdown_grace):
             log.warning("%d report(s) left in the spool; they are sent at the next start", len(self.spool))
         sender.cancel()
@@ -390,6 +398,13 @@ class Agent:
         reply, fetch, task_id = parse_kick(message)
         if fetch:
             self.request_fetch(task_id)
+        words = message.split(" ")
+        if len(words) == 4 and words[:2] == ["kick_vm", "session"] and words[2] in ("start", "stop"):
+            if self._sessions is None:
+                from cloudassist.agent.session import Rules, Sessions  # loaded when the first session comes
+
+                self._sessions = Sessions(self.client, Rules(allow_root=self.session_allow_root))
+            self._sessions.kick(words[2], words[3])
         return reply
 
     async def _fetcher(self) -> None:
@@ -427,7 +442,8 @@ class Agent:
             me = os.getpid()
             try:
                 zombies = {p.pid for p in proctree.table().values() if p.ppid == me and p.state == "Z"}
-                proctree.reap_orphans(set(live_shell_pids()) | (zombies - seen))
+                sessions = self._sessions.pids() if self._sessions is not None else set()
+                proctree.reap_orphans(set(live_shell_pids()) | sessions | (zombies - seen))
             except OSError as exc:
                 log.warning("reaping failed: %s", exc)
                 zombies = set()

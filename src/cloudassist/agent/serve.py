@@ -27,6 +27,7 @@ from cloudassist.agent.runner import Agent, AgentBusy, unwritable
 from cloudassist.agent.transport import limit_tls_read_buffer
 
 STATE_DIR_ENV = "CLOUDASSIST_AGENT_STATE_DIR"
+SESSION_ALLOW_ROOT_ENV = "CLOUDASSIST_AGENT_SESSION_ALLOW_ROOT"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_CONCURRENT = (1, 1000)  #: the range --max-concurrent accepts
 DEFAULT_MAX_CONCURRENT = 10
@@ -62,21 +63,29 @@ async def _writable(state_dir: Path, stop: asyncio.Event) -> bool:
     return True
 
 
-async def _serve(identity: ident.Identity, state_dir: Path, max_concurrent: int) -> None:
+async def _serve(identity: ident.Identity, state_dir: Path, max_concurrent: int, allow_root: bool) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if not await _writable(state_dir, stop):
         return
-    agent = Agent(identity, state_dir, max_concurrent=max_concurrent)
+    agent = Agent(identity, state_dir, max_concurrent=max_concurrent, session_allow_root=allow_root)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_stop)
     await agent.run()
 
 
-def run(state_dir: Path, log_level: str = "info", max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> None:
-    """Run the agent of `state_dir` until SIGTERM or SIGINT (see `agent run --help`); Refused if it cannot."""
+def run(
+    state_dir: Path,
+    log_level: str = "info",
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    session_allow_root: bool | None = None,
+) -> None:
+    """Run the agent of `state_dir` until SIGTERM or SIGINT (see `agent run --help`); Refused if it cannot.
+    `session_allow_root` None: SESSION_ALLOW_ROOT_ENV decides (Session Manager shells as root, off by default)."""
+    if session_allow_root is None:
+        session_allow_root = os.environ.get(SESSION_ALLOW_ROOT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     try:
         identity = ident.load(state_dir)
     except ident.IdentityError as exc:
@@ -86,7 +95,7 @@ def run(state_dir: Path, log_level: str = "info", max_concurrent: int = DEFAULT_
     )
     limit_tls_read_buffer()
     try:
-        asyncio.run(_serve(identity, state_dir, max_concurrent))
+        asyncio.run(_serve(identity, state_dir, max_concurrent, session_allow_root))
     except AgentBusy as exc:
         raise Refused(str(exc)) from None
 

@@ -128,9 +128,14 @@ def authority(server: str) -> tuple[str, int, str]:
     return host, port, shown if port == 443 else f"{shown}:{port}"
 
 
-async def _open(host: str, port: int, context: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    host: str, port: int, context: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection (plain TCP when `context` is None: `cloudassist session` on a `ws://` URL)."""
     try:
         async with asyncio.timeout(TIMEOUT):
+            if context is None:
+                return await asyncio.open_connection(host, port, limit=READ_SIZE)
             return await asyncio.open_connection(host, port, ssl=context, server_hostname=host, limit=READ_SIZE)
     except TimeoutError:
         raise ConnectFailed(f"ConnectTimeout: no TLS connection to {host}:{port} within {TIMEOUT:g} s") from None
@@ -385,11 +390,11 @@ class WebSocket:
             raise item
         return item
 
-    async def send(self, message: str) -> None:
-        """Send a text message; ConnectionClosed if the connection is closed or closing."""
+    async def send(self, message: str | bytes) -> None:
+        """Send a text message (a binary one for bytes); ConnectionClosed if the connection is closed or closing."""
         if self._closed is not None or self._protocol.state is not ConnectionState.OPEN:
             raise self._closed or ConnectionClosed(1006, "closing")
-        await self._send(TextMessage(data=message))
+        await self._send(BytesMessage(data=message) if isinstance(message, bytes) else TextMessage(data=message))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (if still open), wait up to close_timeout for the server to end the connection,
@@ -407,7 +412,7 @@ class WebSocket:
         await _shut(self._writer)
         self._finish(ConnectionClosed(code, reason))
 
-    async def _send(self, event: TextMessage | Ping | Pong | CloseConnection) -> None:
+    async def _send(self, event: TextMessage | BytesMessage | Ping | Pong | CloseConnection) -> None:
         data = self._protocol.send(event)
         self._writer.write(data)
         await self._writer.drain()
@@ -484,7 +489,7 @@ class WebSocket:
 async def open_websocket(
     server: str,
     target: str,
-    context: ssl.SSLContext,
+    context: ssl.SSLContext | None,
     headers: Headers,
     *,
     open_timeout: float,
@@ -494,8 +499,11 @@ async def open_websocket(
     max_size: int,
 ) -> WebSocket:
     """Connect, send the upgrade with `headers` (after Host, Upgrade, Connection, Sec-WebSocket-Key and
-    -Version) and wait for the 101; TransportError if that fails, WebSocketRefused if the server says no."""
+    -Version) and wait for the 101; TransportError if that fails, WebSocketRefused if the server says no.
+    `context` None: plain TCP (a `ws://` URL), `server` then names port 80 when it has none."""
     host, port, shown = authority(server)
+    if context is None and ":" not in server.rpartition("]")[2]:
+        port, shown = 80, shown.removesuffix(":443")
     try:
         async with asyncio.timeout(open_timeout):
             reader, writer = await _open(host, port, context)

@@ -13,12 +13,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from cloudassist import ids, metrics
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.rpc import actions, envelope
 from cloudassist.api.rpc.endpoint import RpcEndpoint
+from cloudassist.api.session.client import client_websocket
+from cloudassist.api.session.relay import relay_of
 from cloudassist.console.app import create_console
 from cloudassist.errors import ApiError
 from cloudassist.services.access import AccessService
@@ -34,7 +37,11 @@ _METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 def create_app(ctx: Context) -> Starlette:
     """The server's ASGI application over an open store."""
     actions.load()
+    ctx, relay = relay_of(ctx)
     endpoint = RpcEndpoint(ctx)
+
+    async def session(ws: WebSocket) -> None:
+        await client_websocket(ws, ctx, relay)
 
     async def rpc(request: Request) -> Response:
         return await endpoint(request)
@@ -67,6 +74,7 @@ def create_app(ctx: Context) -> Starlette:
             Route("/readyz", probes.readyz, methods=["GET", "HEAD"]),
             Route("/metrics", probes.metrics, methods=["GET"]),
             Mount("/console", app=create_console(ctx)),  # the web console (console/)
+            WebSocketRoute("/session", session),
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,

@@ -20,6 +20,18 @@ class LazyGroup(click.Group):
         "keys": "cloudassist.cli.keys:keys",
         "up": "cloudassist.cli.up:up",
         "agent": "cloudassist.agent.cli:agent",
+        # the API's client side (cli/client.py): signed calls to any cloudassist server or the real service
+        "run": "cloudassist.cli.run:run",
+        "stop": "cloudassist.cli.run:stop",
+        "results": "cloudassist.cli.listings:results",
+        "invocations": "cloudassist.cli.listings:invocations",
+        "commands": "cloudassist.cli.listings:commands",
+        "instances": "cloudassist.cli.listings:instances",
+        "activations": "cloudassist.cli.listings:activations",
+        "send-file": "cloudassist.cli.files:send_file",
+        "session": "cloudassist.cli.session:session",
+        "backup": "cloudassist.cli.backup:backup",
+        "restore": "cloudassist.cli.backup:restore",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -59,6 +71,13 @@ def main() -> None:
     help="Extra DNS name or IP for the generated agent certificate (repeatable).",
 )
 @options.log_format
+@click.option(
+    "--api-cert",
+    envvar="CLOUDASSIST_API_CERT",
+    show_envvar=True,
+    help="A PEM certificate (chain) to serve the API over HTTPS (else plain HTTP).",
+)
+@click.option("--api-key", envvar="CLOUDASSIST_API_KEY", show_envvar=True, help="The key of --api-cert.")
 def server(
     data_dir: Path | None,
     listen: str | None,
@@ -68,6 +87,8 @@ def server(
     agent_key: str | None,
     agent_names: tuple[str, ...],
     log_format: str | None,
+    api_cert: str | None,
+    api_key: str | None,
 ) -> None:
     """Serve the ECS Cloud Assistant API and the agent protocol."""
     from cloudassist.preflight import StartupError
@@ -75,6 +96,8 @@ def server(
 
     if bool(agent_cert) != bool(agent_key):
         raise click.UsageError("--agent-cert and --agent-key go together")
+    if bool(api_cert) != bool(api_key):
+        raise click.UsageError("--api-cert and --api-key go together")
     settings = load(
         data_dir=data_dir,
         listen=listen,
@@ -84,6 +107,8 @@ def server(
         agent_key=agent_key,
         agent_names=agent_names or None,
         log_format=log_format,
+        api_cert=api_cert,
+        api_key=api_key,
     )
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
     try:

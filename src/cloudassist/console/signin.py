@@ -31,7 +31,7 @@ from cloudassist.console.visit import (
 )
 from cloudassist.edge.throttle import Throttle
 from cloudassist.services.context import Context
-from cloudassist.services.sessions import SessionService
+from cloudassist.services.logins import SessionService
 
 PRE: Final = "ca_signin"
 _REGION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -25,7 +25,7 @@ from cloudassist.clock import iso
 from cloudassist.console.tasks import find, not_found
 from cloudassist.console.visit import HEADERS, Visit
 from cloudassist.domain.invocations import Invocation, InvocationResult
-from cloudassist.services.sessions import SessionService
+from cloudassist.services.logins import SessionService
 
 INTERVAL: Final = 0.5
 LIFETIME: Final = 600.0

@@ -23,8 +23,8 @@ from starlette.templating import Jinja2Templates
 from cloudassist.api.failures import log_internal_error
 from cloudassist.errors import ApiError
 from cloudassist.services.context import Context, Scope
-from cloudassist.services.sessions import SessionService, scope_of
-from cloudassist.store.sessions import ConsoleSession
+from cloudassist.services.logins import SessionService, scope_of
+from cloudassist.store.logins import ConsoleSession
 
 log = logging.getLogger("cloudassist.console")
 COOKIE: Final = "ca_session"

@@ -25,6 +25,20 @@ class NoNotifier:
         return None
 
 
+class SessionSignals(Protocol):
+    """Told when session connections were ended by a call (EndTerminalSession), so the relay holding their
+    sockets closes them (services/sessions.py; api/session/relay.py implements it)."""
+
+    def ended(self, channels: Iterable[tuple[str, str]], reason: str) -> None: ...
+
+
+class NoSessionSignals:
+    """No relay in this process (tools, tests of the API alone)."""
+
+    def ended(self, channels: Iterable[tuple[str, str]], reason: str) -> None:
+        return None
+
+
 class Leader(Protocol):
     """Whether this process runs the jobs that must run once per database (store/leader.py)."""
 
@@ -47,6 +61,7 @@ class Context:
     settings: Settings
     notify: Notifier = field(default_factory=NoNotifier)
     leader: Leader = field(default_factory=SoleServer)
+    sessions: SessionSignals = field(default_factory=NoSessionSignals)
 
     def retention_start(self, now: datetime) -> datetime:
         """Execution records created before this are no longer returned."""

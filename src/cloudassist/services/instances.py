@@ -1,8 +1,9 @@
 """Managed instances: registration and heart-beats (agent side), and the API's instance actions.
 
 `register` and `heartbeat` serve the agent protocol (`/luban/api/instance/register`, heart-beats);
-the rest serve DescribeManagedInstances, ModifyManagedInstance, DeregisterManagedInstance and
-DescribeCloudAssistantStatus. An instance belongs to the account and region of its activation code.
+the rest serve DescribeManagedInstances, ModifyManagedInstance, DeregisterManagedInstance,
+DescribeCloudAssistantStatus and InstallCloudAssistant. An instance belongs to the account and region of its
+activation code.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from cloudassist.store.store import Tx
 TAG_TYPE: Final = "managedinstance"
 #: Instances one DescribeCloudAssistantStatus may name (reference §5.6).
 MAX_STATUS_INSTANCES: Final = 100
+#: InstanceId.N of InstallCloudAssistant: 1 to 50 (reference A.14).
+MAX_INSTALL_INSTANCES: Final = 50
 #: InstanceName of ModifyManagedInstance: 2-128 characters, starting with a letter (reference A.27).
 INSTANCE_NAME: Final = re.compile(r"[A-Za-z\u4e00-\u9fa5][A-Za-z0-9_.:\-\u4e00-\u9fa5]{1,127}")
 #: OsType values as DescribeManagedInstances documents them, keyed by their lower-case form.
@@ -322,6 +325,27 @@ class InstanceService:
                 found, total, next_offset = got.rows, got.total, got.next_start
             active = await tx.instances.active_task_counts([m.instance_id for m in found])
         return InstancePage([replace(m, active_task_count=active[m.instance_id]) for m in found], total, next_offset)
+
+    async def install_cloud_assistant(self, scope: Scope, instance_ids: Sequence[str]) -> None:
+        """InstallCloudAssistant: this server has no ECS instances to install on. Every instance it knows is a
+        managed instance, whose agent was installed by its owner and registered itself; the real service finds
+        no ECS instance by such an ID, so the answer is its documented InvalidInstance.NotFound."""
+        unique = list(dict.fromkeys(instance_ids))
+        if not unique:
+            raise ApiError.of("MissingParam.InstanceId")
+        if len(unique) > MAX_INSTALL_INSTANCES:
+            raise ApiError.of("InstanceIds.ExceedLimit").because(
+                f"{len(unique)} instances; at most {MAX_INSTALL_INSTANCES}."
+            )
+        async with self.ctx.store.read() as tx:
+            known = await tx.instances.get_many(scope.account_id, scope.region_id, unique)
+        first = unique[0]
+        if first in known:
+            raise ApiError.of("InvalidInstance.NotFound").because(
+                f"{first} is a managed instance, not an ECS instance: its agent is installed by hand and registered "
+                "with an activation code (CreateActivation); InstallCloudAssistant installs on ECS instances only."
+            )
+        raise ApiError.of("InvalidInstance.NotFound").because(f"No ECS instance {first}.")
 
     @staticmethod
     async def _get(tx: Tx, scope: Scope, instance_id: str) -> ManagedInstance:

@@ -23,6 +23,9 @@ PAYLOAD_LIMIT: Final = 7000
 
 
 class KickChannel:
+    #: The LISTEN/NOTIFY channel (the session relay's bus listens on its own: api/session/relay.py).
+    name: str = CHANNEL
+
     def __init__(self, url: str, on_kick: Callable[[list[str]], None], retry: float = 2.0) -> None:
         self.url = url.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.on_kick = on_kick
@@ -40,7 +43,7 @@ class KickChannel:
             while True:
                 try:
                     self._conn = await asyncpg.connect(self.url, timeout=10)
-                    await self._conn.add_listener(CHANNEL, self._heard)
+                    await self._conn.add_listener(self.name, self._heard)
                     while not self._conn.is_closed():
                         await asyncio.sleep(self.retry)
                         async with self._using:
@@ -78,7 +81,7 @@ class KickChannel:
     async def _notify(self, conn: Any, ids: list[str]) -> None:
         try:
             async with self._using:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{self.origin} {' '.join(ids)}")
+                await conn.execute("SELECT pg_notify($1, $2)", self.name, f"{self.origin} {' '.join(ids)}")
         except Exception as exc:
             log.debug("kick not published (%s)", type(exc).__name__)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest revision in migrations/versions (a test checks it against Alembic's own view).
 HEAD: Final = "0008"
+
 #: An arbitrary constant: the PostgreSQL advisory lock that serialises migrations.
 _LOCK_KEY: Final = 0x0C10DA55
 
@@ -37,6 +38,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer cloudassist: this one does not know its schema."""
+
+
 def current_revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
@@ -49,6 +54,11 @@ def _upgrade(connection: Connection) -> None:
     revision = current_revision(connection)
     if revision == HEAD:
         return
+    if revision is not None and revision > HEAD:  # revisions are zero-padded numbers
+        raise SchemaTooNew(
+            f"the database is at schema revision {revision}, which a newer cloudassist made; this one knows "
+            f"up to {HEAD}: run the newer version, or restore the backup taken before the upgrade (docs/deploy.md)"
+        )
     if revision is None and not inspect(connection).get_table_names():
         metadata.create_all(connection)
         connection.execute(

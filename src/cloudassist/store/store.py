@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloudassist.errors import ApiError
 from cloudassist.metrics import db_time
@@ -17,6 +18,7 @@ from cloudassist.store import migrate
 from cloudassist.store._base import Conn
 from cloudassist.store.accounts import Accounts
 from cloudassist.store.activations import Activations
+from cloudassist.store.assistant_settings import AssistantSettingsRepo
 from cloudassist.store.commands import Commands
 from cloudassist.store.committer import GroupCommit
 from cloudassist.store.counts import Deltas
@@ -26,13 +28,19 @@ from cloudassist.store.history import History
 from cloudassist.store.inline import BUSY_MS, InlineConnection, begin_immediate
 from cloudassist.store.instances import Instances
 from cloudassist.store.invocations import Invocations
+from cloudassist.store.logins import Logins
 from cloudassist.store.nonces import Nonces
+from cloudassist.store.plugins import Plugins
 from cloudassist.store.results import Results
-from cloudassist.store.sessions import Sessions
+from cloudassist.store.sessions import TerminalSessions
 from cloudassist.store.tags import Tags
 from cloudassist.store.tokens import ClientTokens
 
 T = TypeVar("T")
+
+#: How long a transaction waits for a database that refuses connections or cannot be reached before its
+#: request is answered ServiceUnavailable: PostgreSQL restarting takes a few seconds.
+CONNECT_WAIT_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -100,8 +108,20 @@ class Tx:
         return Files(self.conn)
 
     @property
-    def sessions(self) -> Sessions:
-        return Sessions(self.conn)
+    def logins(self) -> Logins:
+        return Logins(self.conn)
+
+    @property
+    def sessions(self) -> TerminalSessions:
+        return TerminalSessions(self.conn)
+
+    @property
+    def assistant_settings(self) -> AssistantSettingsRepo:
+        return AssistantSettingsRepo(self.conn)
+
+    @property
+    def plugins(self) -> Plugins:
+        return Plugins(self.conn)
 
 
 class Store:
@@ -123,7 +143,11 @@ class Store:
         """Connect to `url` and, unless told otherwise, migrate it to the newest schema."""
         engine = make_engine(url)
         if upgrade:
-            await migrate.upgrade(engine)
+            try:
+                await migrate.upgrade(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
         return cls(engine)
 
     @property
@@ -144,7 +168,7 @@ class Store:
             with db_time("read"), self._translated_sync(), self.inline.connect() as sync, sync.begin():
                 yield Tx(InlineConnection(sync))
             return
-        async with self._translated(), self.engine.connect() as conn:
+        async with self._translated(), self._connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             with db_time("read"):
                 async with conn.begin():
@@ -167,7 +191,7 @@ class Store:
                         raise
                     sync.commit()
             return
-        async with self._exclusive(), self._translated(), self.engine.connect() as conn:
+        async with self._exclusive(), self._translated(), self._connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             with db_time("write"):
                 async with conn.begin():
@@ -191,6 +215,27 @@ class Store:
             return
         async with self._writer:
             yield
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection. A database that cannot be reached or refuses the connection (PostgreSQL shutting
+        down or starting up, `57P03`, comes as a plain DBAPIError) is an outage, whatever its error says: it is
+        tried again for up to CONNECT_WAIT_SECONDS (a restart takes a few), then it is ServiceUnavailable.
+        Nothing has run on a connection that was never made, so trying again is always safe."""
+        deadline, pause = time.monotonic() + CONNECT_WAIT_SECONDS, 0.05
+        while True:
+            try:
+                conn = await self.engine.connect()
+                break
+            except (DBAPIError, OSError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise ApiError.of("ServiceUnavailable") from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
+        try:
+            yield conn
+        finally:
+            await asyncio.shield(conn.close())
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:

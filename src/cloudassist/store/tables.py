@@ -352,3 +352,84 @@ console_sessions = Table(
     Column("creation_time", Time, nullable=False),
     Column("expires_at", Time, nullable=False, index=True),
 )
+
+#: Each account's Cloud Assistant settings (ModifyCloudAssistantSettings), one JSON document per account
+#: (domain/assistant_settings.py reads and writes it); an account with no row has the defaults.
+assistant_settings = Table(
+    "assistant_settings",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.account_id"), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("update_time", Time, nullable=False),
+)
+
+#: The plug-ins each instance's agent reports (`/luban/api/v1/plugin/report_status`), one row per plug-in.
+plugin_statuses = Table(
+    "plugin_statuses",
+    metadata,
+    Column("instance_id", String(64), ForeignKey("managed_instances.instance_id"), primary_key=True),
+    Column("plugin_name", String(255), primary_key=True),
+    Column("plugin_version", String(64), nullable=False),
+    #: The API's value (Installed, Running, Stopped, Crashed, Removed, Unknown).
+    Column("status", String(16), nullable=False),
+    Column("first_heartbeat_time", Time, nullable=False),
+    Column("last_heartbeat_time", Time, nullable=False),
+)
+
+
+#: Session Manager sessions (`s-…`): what StartTerminalSession asked for, who asked, and the URL's token (its hash).
+terminal_sessions = Table(
+    "terminal_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("region_id", String(64), nullable=False),
+    #: The instances the session may reach, space-separated (at most 10).
+    Column("instance_ids", Text, nullable=False),
+    Column("port_number", Integer, nullable=True),
+    Column("target_server", String(128), nullable=False),
+    Column("command_line", String(512), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("password_name", String(255), nullable=False),
+    Column("connection_type", String(16), nullable=False),
+    #: Who started it: the AccessKeyId of the signed call, and from which address.
+    Column("access_key_id", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("creation_time", Time, nullable=False),
+    #: SHA-256 of the WebSocketUrl's token, its expiry, and when it was spent (shell sessions: single use).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_expires", Time, nullable=False),
+    Column("token_used_time", Time, nullable=True),
+    #: Set by EndTerminalSession: the session and its URL are closed for good.
+    Column("ended_time", Time, nullable=True),
+    Index(None, "account_id", "region_id", "creation_time"),
+)
+
+#: One row per client websocket of a session (its agent channel): the audit record of that connection.
+terminal_connections = Table(
+    "terminal_connections",
+    metadata,
+    Column("channel_id", String(32), primary_key=True),
+    Column("session_id", String(64), ForeignKey("terminal_sessions.session_id"), nullable=False, index=True),
+    Column("account_id", Id, ForeignKey("accounts.account_id"), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    #: Connecting, Connected, Terminated or Failed.
+    Column("status", String(16), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("start_time", Time, nullable=False),
+    Column("connected_time", Time, nullable=True),
+    #: Refreshed by the server process holding the client's websocket while it is open: an open connection not
+    #: seen for long lost its process (a crash) and is ended by the sweep (api/session/relay.py).
+    Column("seen_time", Time, nullable=False),
+    Column("end_time", Time, nullable=True),
+    Column("closed_reason", String(64), nullable=False),
+    Column("failed_detail", String(255), nullable=False),
+    #: What the agent reported on v1/session/status (`errorcode`), verbatim.
+    Column("agent_status", String(64), nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("bytes_out", BigInteger, nullable=False),
+    #: What the terminal showed (agent output), when the account keeps transcripts; cut at the size cap.
+    Column("transcript", LargeBinary, nullable=True),
+    Column("transcript_truncated", Boolean, nullable=False),
+    Index(None, "instance_id", "status"),
+)

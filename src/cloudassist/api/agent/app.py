@@ -18,6 +18,7 @@ from cloudassist import logs, metrics
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.routes import AgentEndpoints, refused
 from cloudassist.api.agent.tasks import KINDS
+from cloudassist.api.session.relay import relay_of
 from cloudassist.services.context import Context
 from cloudassist.services.delivery import DeliveryService
 from cloudassist.services.files import FileService
@@ -26,6 +27,7 @@ log = logging.getLogger("cloudassist.agent_face")
 
 
 def create_agent_app(ctx: Context, hub: KickHub) -> AccessLog:
+    ctx, _relay = relay_of(ctx)
     endpoints = AgentEndpoints(ctx, hub)
 
     async def not_routed(request: Request, exc: Exception) -> Response:
@@ -38,6 +40,7 @@ def create_agent_app(ctx: Context, hub: KickHub) -> AccessLog:
     app = Starlette(
         routes=[
             WebSocketRoute("/luban/notify_server", endpoints.websocket),
+            WebSocketRoute("/luban/session/backend", endpoints.session_backend),
             Route("/luban/api/{path:path}", endpoints.dispatch, methods=["GET", "POST"]),
         ],
         exception_handlers={404: not_routed, 405: not_routed},
@@ -50,7 +53,8 @@ def create_agent_app(ctx: Context, hub: KickHub) -> AccessLog:
 ROUTES: Final = frozenset({
     "instance/register", "connection_detect", "heart-beat", "v1/task/list", "v1/task/verified",
     "instance/deregister", "instance/list_instance_state_configurations", "v1/update/update_check", "gshell",
-    "v1/session/list", "v1/plugin/list", "v2/plugin/update_check",
+    "v1/session/list", "v1/plugin/list", "v2/plugin/update_check", "v1/plugin/report_status",
+    "v1/session/status",
 })
 
 

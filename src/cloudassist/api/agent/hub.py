@@ -80,6 +80,12 @@ class KickHub:
             for ws in list(self._sockets.get(instance_id, ())):
                 self._spawn(self._send(instance_id, ws))
 
+    def say(self, instance_id: str, text: str) -> None:
+        """Send `text` (a session kick, `kick_vm session start <channel>`) to the agent of `instance_id` if it is
+        connected to this server."""
+        for ws in list(self._sockets.get(instance_id, ())):
+            self._spawn(self._send(instance_id, ws, text))
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -91,8 +97,8 @@ class KickHub:
         except Exception:  # already closing
             log.debug("closing a replaced websocket of %s failed", instance_id)
 
-    async def _send(self, instance_id: str, ws: WebSocket) -> None:
+    async def _send(self, instance_id: str, ws: WebSocket, text: str = "kick_vm") -> None:
         try:
-            await ws.send_text("kick_vm")
+            await ws.send_text(text)
         except Exception:  # a dead socket is removed by its own receive loop
             log.debug("kick to %s failed", instance_id)

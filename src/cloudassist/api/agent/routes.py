@@ -19,14 +19,21 @@ from cloudassist.api.agent.auth import AgentAuth, AgentAuthError, Signed
 from cloudassist.api.agent.hub import KickHub
 from cloudassist.api.agent.tasks import KINDS, file_entry, read_file_report, read_report, task_entry
 from cloudassist.api.failures import log_internal_error
+from cloudassist.api.session.agent import agent_websocket, list_entry
+from cloudassist.api.session.relay import relay_of
+from cloudassist.domain.assistant_settings import DEFAULT_UPDATE_INTERVAL
 from cloudassist.domain.instances import ManagedInstance
+from cloudassist.domain.plugins import read_report as read_plugin_report
 from cloudassist.domain.tags import Tag
 from cloudassist.edge.throttle import Throttle
 from cloudassist.errors import ApiError
+from cloudassist.services.assistant_settings import AssistantSettingsService
 from cloudassist.services.context import Context, Scope
 from cloudassist.services.delivery import DeliveryService, TaskList, relist_before
 from cloudassist.services.files import Delivery, FileService, is_file_task
 from cloudassist.services.instances import InstanceService
+from cloudassist.services.plugins import PluginService
+from cloudassist.services.sessions import SessionService
 from cloudassist.store.store import Tx
 
 log = logging.getLogger("cloudassist.agent_face")
@@ -105,8 +112,11 @@ class AgentEndpoints:
         self.instances = InstanceService(ctx)
         self.delivery = DeliveryService(ctx)
         self.files = FileService(ctx)
+        self.plugins = PluginService(ctx)
         self.throttle = Throttle("agent", ctx.settings.auth_failures_per_minute, ctx.settings.auth_throttle_exempt)
         self._account_names: dict[int, str] = {}
+        self.sessions = SessionService(ctx)
+        self.relay = relay_of(ctx)[1]
 
     async def _verify(self, headers: Any) -> Signed:
         return await self.auth.verify({k.lower(): v for k, v in headers.items()})
@@ -164,10 +174,11 @@ class AgentEndpoints:
         """`register`, its refusals counted against the address."""
         try:
             response = await self.register(request)
-        except ApiError:
-            self.throttle.failed(address)
+        except ApiError as exc:
+            if exc.http_status < 500:  # a store that could not answer (503) is no failure of the agent
+                self.throttle.failed(address)
             raise
-        if response.status_code >= 400:
+        if 400 <= response.status_code < 500:
             self.throttle.failed(address)
         return response
 
@@ -178,6 +189,8 @@ class AgentEndpoints:
             return await self.task_list(request, signed)
         if path.startswith("v1/task/") and path.removeprefix("v1/task/") in KINDS:
             return await self.task_report(path.removeprefix("v1/task/"), request, signed)
+        if path == "v1/plugin/report_status":
+            return await self.plugin_report(request, signed)
         await body_of(request)
         instance, _ = await self.act(signed)
         if path == "v1/task/verified":
@@ -204,14 +217,33 @@ class AgentEndpoints:
                 }
             )
         if path == "v1/update/update_check":
-            return ok(need_update=0, next_interval=1800, update_info={})
+            return await self.update_check(instance)
         if path == "gshell":
             return ok(gshellSupport="false", instanceId=instance.instance_id)
         if path == "v1/session/list":
-            return ok(instanceId=instance.instance_id, session=[])
+            return ok(instanceId=instance.instance_id, session=await self._session_list(request, instance))
+        if path == "v1/session/status":
+            await self._session_status(request, instance)
+            return ok(instanceId=instance.instance_id)
         if path in ("v1/plugin/list", "v2/plugin/update_check"):
             return ok(instanceId=instance.instance_id, pluginList=[], plugins=[])
-        # metrics, client_report, plugin status, inventory, state reports, session status: taken and dropped
+        # metrics, client_report, inventory, state reports, session status: taken and dropped
+        return ok(instanceId=instance.instance_id)
+
+    async def update_check(self, instance: ManagedInstance) -> Response:
+        """No update: this server hands out no agent packages. Outside the account's upgrade windows (or with
+        upgrades disabled) the next check is asked for when the next window opens."""
+        settings = await AssistantSettingsService(self.ctx).get(instance.account_id)
+        wait = AssistantSettingsService.upgrade_wait(settings, self.ctx.clock.now())
+        return ok(need_update=0, next_interval=DEFAULT_UPDATE_INTERVAL if wait is None else wait, update_info={})
+
+    async def plugin_report(self, request: Request, signed: Signed) -> Response:
+        """`v1/plugin/report_status`: the plug-ins of the instance and their states, kept for ListPluginStatus."""
+        try:
+            reported = read_plugin_report(json.loads(await body_of(request) or b"{}"))
+        except (ValueError, RecursionError) as exc:  # BadReport is a ValueError, and so is bad JSON
+            return refused(400, f"not a plug-in report: {str(exc)[:100]}", "InvalidParameter")
+        instance, _ = await self.act(signed, lambda tx, i: self.plugins.report_in(tx, i, reported))
         return ok(instanceId=instance.instance_id)
 
     async def register(self, request: Request) -> Response:
@@ -283,6 +315,50 @@ class AgentEndpoints:
             session=[],
         )
 
+    async def _session_list(self, request: Request, instance: ManagedInstance) -> list[dict[str, Any]]:
+        """The channel the kick named, when it is an open channel of this instance: one entry, or none."""
+        found = await self.sessions.channel(request.query_params.get("channelId", ""), instance.instance_id)
+        if found is None:
+            return []
+        return [list_entry(*found, self.ctx.settings.session_agent_flow_limit)]
+
+    async def _session_status(self, request: Request, instance: ManagedInstance) -> None:
+        """How the agent's channel ended (`errorcode`, opaque): told to the client's end, wherever it is."""
+        query = request.query_params
+        channel, code = query.get("channelId", ""), query.get("errorcode", "") or query.get("status", "")
+        exit_code = query.get("exitCode", "")  # our agent's: the shell's exit status, told to our client
+        told = f"{code[:64]} {int(exit_code) % 256}" if exit_code.isdigit() and len(exit_code) < 6 else code[:64]
+        if await self.sessions.agent_reported(channel, instance.instance_id, code):
+            self.relay.to_client(channel, "status", told.encode("ascii", "replace"))
+
+    async def session_backend(self, ws: WebSocket) -> None:
+        """`/luban/session/backend?channelId=`: the agent's data websocket, signed like its other requests."""
+        instance = await self._admit(ws, "session websocket")
+        if instance is not None:
+            await agent_websocket(ws, self.ctx, self.relay, instance.instance_id)
+
+    async def _admit(
+        self, ws: WebSocket, what: str, work: Callable[[Tx, ManagedInstance], Awaitable[object]] | None = None
+    ) -> ManagedInstance | None:
+        """The instance whose signed upgrade this is (its request id spent, `work` done with it), or None when the
+        upgrade was refused and closed (an address throttled, a bad signature, the store away)."""
+        address = peer(ws)
+        if self.throttle.retry_after(address):
+            await ws.close(code=1008)
+            return None
+        try:
+            instance, _ = await self.act(await self._verify(ws.headers), work)
+        except AgentAuthError as exc:
+            self.throttle.failed(address)
+            log.info("refused %s: %s", what, exc)
+            await ws.close(code=1008)
+            return None
+        except Exception as exc:  # the store is down, or a bug: one line in the log
+            log_internal_error(log, f"{what} upgrade", exc)
+            await ws.close(code=1011)
+            return None
+        return instance
+
     async def _account_name(self, account_id: int) -> str:
         """An account's name (names never change, so each is read once)."""
         if account_id not in self._account_names:
@@ -308,23 +384,9 @@ class AgentEndpoints:
         """`/luban/notify_server`: a signed upgrade; kicks go out, `accept:`/`unknow:` replies come in. Opening it
         is a sign of life; its close marks the agent offline at once, unless it has another websocket here
         (one that replaced it) or the server is going away (1012)."""
-        address = peer(ws)
-        if self.throttle.retry_after(address):
-            await ws.close(code=1008)
-            return
         now = self.ctx.clock.now()
-        try:
-            instance, _ = await self.act(
-                await self._verify(ws.headers), lambda tx, i: self.instances.heartbeat_in(tx, i, now, None)
-            )
-        except AgentAuthError as exc:
-            self.throttle.failed(address)
-            log.info("refused websocket: %s", exc)
-            await ws.close(code=1008)
-            return
-        except Exception as exc:  # the store is down, or a bug: one line in the log
-            log_internal_error(log, "websocket upgrade", exc)
-            await ws.close(code=1011)
+        instance = await self._admit(ws, "websocket", lambda tx, i: self.instances.heartbeat_in(tx, i, now, None))
+        if instance is None:
             return
         await ws.accept()
         self.hub.add(instance.instance_id, ws, now)

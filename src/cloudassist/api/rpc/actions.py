@@ -21,6 +21,10 @@ class Call:
     ctx: Context
     scope: Scope
     params: dict[str, Any]
+    #: The signed call's AccessKeyId, the caller's address and the Host it called (for session audit and URLs).
+    access_key_id: str = ""
+    address: str = ""
+    host: str = ""
 
     def __getitem__(self, name: str) -> Any:
         return self.params[name]
@@ -70,6 +74,8 @@ CLOUD_ASSISTANT: Final = (
 #: ECS's tagging operations, for the ResourceTypes command, invocation, activation and managedinstance.
 TAGGING: Final = ("TagResources", "UntagResources", "ListTagResources")
 FAMILY: Final = CLOUD_ASSISTANT + TAGGING
+#: Operations outside the family that its official clients call first (the session CLI's status check).
+COMPANIONS: Final = ("DescribeUserBusinessBehavior",)
 
 #: Every action takes RegionId, required (reference §4).
 REGION = Param("RegionId", required=True)
@@ -79,7 +85,7 @@ def action(name: str, *params: Param) -> Callable[[Handler], Handler]:
     """Register the decorated handler for `name` with its declared parameters."""
 
     def register(handler: Handler) -> Handler:
-        assert name in FAMILY, name
+        assert name in FAMILY or name in COMPANIONS, name
         ACTIONS[name] = Action(name, (REGION, *params), handler)
         return handler
 
@@ -88,6 +94,16 @@ def action(name: str, *params: Param) -> Callable[[Handler], Handler]:
 
 def load() -> dict[str, Action]:
     """Import every handler module (registering its actions) and return the registry."""
-    from cloudassist.api.rpc.handlers import activations, commands, files, instances, invocations, tags  # noqa: F401
+    from cloudassist.api.rpc.handlers import (  # noqa: F401
+        activations,
+        commands,
+        files,
+        instances,
+        invocations,
+        plugins,
+        sessions,
+        settings,
+        tags,
+    )
 
     return ACTIONS

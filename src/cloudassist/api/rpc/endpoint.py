@@ -158,8 +158,9 @@ class RpcEndpoint:
             raise Throttled(math.ceil(wait))
         try:
             key = await self.authenticate(rpc)
-        except ApiError:
-            self.throttle.failed(address)
+        except ApiError as exc:
+            if exc.http_status < 500:  # a refusal; a store that could not answer (503) is no failure of the caller
+                self.throttle.failed(address)
             raise
         if call is not None:
             call.key_id, call.account = key.access_key_id, key.account_name
@@ -177,7 +178,10 @@ class RpcEndpoint:
         region = values["RegionId"]
         if not _REGION.match(region) or (self.ctx.settings.regions and region not in self.ctx.settings.regions):
             raise ApiError.of("InvalidRegionId.NotFound")
-        body = await spec.handler(Call(self.ctx, Scope(key.account_id, region), values))
+        call_ = Call(
+            self.ctx, Scope(key.account_id, region), values, key.access_key_id, address, rpc.headers.get("host", "")
+        )
+        body = await spec.handler(call_)
         return name, body
 
     async def authenticate(self, rpc: RpcRequest) -> AccessKey:

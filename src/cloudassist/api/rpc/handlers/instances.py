@@ -1,5 +1,5 @@
-"""DescribeManagedInstances, DeregisterManagedInstance, ModifyManagedInstance (reference A.25-A.27) and
-DescribeCloudAssistantStatus (A.13)."""
+"""DescribeManagedInstances, DeregisterManagedInstance, ModifyManagedInstance (reference A.25-A.27),
+DescribeCloudAssistantStatus (A.13) and InstallCloudAssistant (A.14)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,9 @@ async def describe_cloud_assistant_status(call: Call) -> dict[str, Any]:
         },
         **paging_fields(page, found.total, token),
     }
+
+
+@action("InstallCloudAssistant", Param("InstanceId", "list"))
+async def install_cloud_assistant(call: Call) -> dict[str, Any]:
+    await InstanceService(call.ctx).install_cloud_assistant(call.scope, call["InstanceId"] or [])
+    return {}

@@ -1,0 +1,1 @@
+"""Session Manager: the relay between the client websocket and the agent data websocket."""
