@@ -30,6 +30,7 @@ def page(server: Server) -> Iterator[Page]:
         context.on("request", lambda request: seen.append(request.url))
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions: a loaded CI machine is slow
         yield page
         context.close()
     foreign = [url for url in seen if not url.startswith(base + "/")]
@@ -83,8 +84,9 @@ def test_sign_in_run_watch_stop_sign_out(server: Server, page: Page, tmp_path: P
         row = page.locator(f"tr[data-instance={agent.instance_id}]")
         expect(row.locator(".state")).to_have_text("online")
 
-        # output streams while the command runs: the first line shows before the last is written
-        run(page, agent.instance_id, "echo first-line; sleep 5; echo last-line")
+        # output streams while the command runs: the first line shows before the last is written (20 s apart, so a
+        # loaded machine that shows a line several seconds late still sees it while the command runs)
+        run(page, agent.instance_id, "echo first-line; sleep 20; echo last-line")
         result = page.locator(f"section.result[data-instance={agent.instance_id}]")
         output = result.locator("[data-field=output]")
         expect(output).to_contain_text("first-line")
