@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import pwd
 import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import pytest
 
 from acceptance.agents import Agent, clean_env, one_agent
 from acceptance.sdk import AK, SECRET, Server
-from cloudassist.agent import proctree
 from cloudassist.testing import free_port
 from ptyterm import Screen, spawn
+from users import throwaway_user
 
 
 @pytest.fixture
@@ -34,20 +32,9 @@ def agent(server: Server, tmp_path: Path) -> Iterator[Agent]:
 
 @pytest.fixture
 def user() -> Iterator[str]:
-    """A throwaway user whose login shell is /bin/sh, removed (with anything left running as it) after."""
-    name = f"casess{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
-    try:
+    """A throwaway user whose login shell is /bin/sh (tests/users.py)."""
+    with throwaway_user() as name:
         yield name
-    finally:
-        uid = pwd.getpwnam(name).pw_uid
-        for pid in proctree.table():
-            try:
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    proctree.kill_tree(pid)
-            except OSError:
-                pass
-        subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
 
 
 def credentials(server: Server) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from cloudassist.agent.session import Ended, Pacer, Rules, Session, SessionOrder
 from cloudassist.agent.transport import ConnectionClosed, WebSocketRefused
 from cloudassist.domain import frames
 from cloudassist.domain.frames import Frame, MessageType, StatusCode
+from users import throwaway_user
 
 
 class PeerSocket:
@@ -98,20 +98,9 @@ class Relay:
 
 @pytest.fixture
 def user() -> Iterator[str]:
-    """A throwaway user whose login shell is /bin/sh (the agent runs as root in these tests), removed after."""
-    name = f"cases{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
-    try:
+    """A throwaway user whose login shell is /bin/sh (the agent runs as root in these tests)."""
+    with throwaway_user() as name:
         yield name
-    finally:
-        uid = pwd.getpwnam(name).pw_uid
-        for pid in proctree.table():
-            try:
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    proctree.kill_tree(pid)
-            except OSError:
-                pass
-        subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
 
 
 def order(**fields: Any) -> dict[str, Any]:
