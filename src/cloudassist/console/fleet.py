@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response
 
 from cloudassist.console import forms
-from cloudassist.console.tasks import PAGE_SIZE, page_number
+from cloudassist.console.tasks import PAGE_SIZE, page_count, page_number
 from cloudassist.console.visit import PATH, Visit, redirect
 from cloudassist.domain.paging import Page
 from cloudassist.errors import ApiError
@@ -43,7 +43,7 @@ async def instances(visit: Visit) -> Response:
         instances=found.instances,
         total=found.total,
         number=number,
-        pages=max(1, -(-found.total // PAGE_SIZE)),
+        pages=page_count(found.total),
         now=visit.ctx.clock.now(),
         os_types=OS_TYPES,
         query=dict(visit.request.query_params),
@@ -67,7 +67,7 @@ async def activations(visit: Visit, created: NewActivation | None = None, error:
         "activations": found.activations,
         "total": found.total,
         "number": number,
-        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "pages": page_count(found.total),
         "created": created,
         "now": visit.ctx.clock.now(),
         "server": agent_address(visit),

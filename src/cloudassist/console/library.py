@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from cloudassist.console import forms
-from cloudassist.console.tasks import PAGE_SIZE, page_number
+from cloudassist.console.tasks import PAGE_SIZE, page_count, page_number
 from cloudassist.console.visit import PATH, Visit, redirect
 from cloudassist.domain.files import (
     DEFAULT_MODE,
@@ -36,7 +36,7 @@ async def commands(visit: Visit, error: ApiError | None = None) -> Response:
         "commands": found.commands,
         "total": found.total,
         "number": number,
-        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "pages": page_count(found.total),
         "types": forms.COMMAND_TYPES,
         "form": visit.form,
         "query": dict(visit.request.query_params),
@@ -80,7 +80,7 @@ async def files(visit: Visit, error: ApiError | None = None) -> Response:
         "tasks": found.tasks,
         "total": found.total,
         "number": number,
-        "pages": max(1, -(-found.total // PAGE_SIZE)),
+        "pages": page_count(found.total),
         "instances": fleet.instances,
         "form": visit.form,
         "picked": set(visit.values("instance")),

@@ -32,6 +32,11 @@ def page_number(visit: Visit) -> int:
     return max(1, min(int(text), 10**6)) if text.isdigit() else 1
 
 
+def page_count(total: int) -> int:
+    """How many pages of PAGE_SIZE hold `total` items (one, for none)."""
+    return max(1, -(-total // PAGE_SIZE))
+
+
 async def run_form(visit: Visit, error: ApiError | None = None, status: int = 200) -> Response:
     """The run form, prefilled from a saved command (`?command=`) or ticked instances (`?instance=`)."""
     found = await InstanceService(visit.ctx).describe_managed_instances(
@@ -101,7 +106,7 @@ async def invocations(visit: Visit) -> Response:
     )
     number = page_number(visit)
     found = await InvocationService(visit.ctx).describe_invocations(f, Page(number, PAGE_SIZE, False, None))
-    pages = max(1, -(-found.total // PAGE_SIZE))
+    pages = page_count(found.total)
     return visit.page(
         "invocations.html",
         invocations=found.invocations,
