@@ -173,7 +173,8 @@ def registration_bodies(draw: Draw, world: World) -> bytes:
     case = draw(st.integers(0, 9))
     if case == 0:
         return bytes(draw(st.sampled_from((
-            b"", b"null", b"[]", b"1", b'"x"', b"{", b"\xff\xfe", deep(5000).encode(), deep(5000, "{\"a\":", "}"),
+            b"", b"null", b"[]", b"1", b'"x"', b"{", b"\xff\xfe", deep(5000).encode(),
+            deep(5000, "{\"a\":", "}").encode(),
             b'{"tag":' + deep(3000).encode() + b"}", b'{"tag": ' + b"[" * 100_000 + b"}", b"{}" * 10,
             json.dumps({"x": "y" * 2_000_000}).encode(), b'{"a": NaN}', b'{"a": 1e999}', b'\xef\xbb\xbf{}'))))
     body: dict[str, Any] = world.face.registration(draw(st.sampled_from(("m" * 32, "", "m" * 129, "\x00"))))
