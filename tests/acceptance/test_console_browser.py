@@ -106,7 +106,10 @@ def test_sign_in_run_watch_stop_sign_out(server: Server, page: Page, tmp_path: P
         expect(page.locator("#task-status")).to_have_text("Stopped")
         assert "never" not in result.locator("[data-field=output]").inner_text()
 
+        # the list, filtered to this test's instance (the server is shared with the other acceptance tests)
         page.click("text=Invocations")
+        page.fill("input[name=instance_id]", agent.instance_id)
+        page.press("input[name=instance_id]", "Enter")
         expect(page.locator("#invocations tbody tr")).to_have_count(2)
 
         # a file picked from disk is sent (Base64, read by the page's script) and written by the agent
