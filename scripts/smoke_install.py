@@ -89,7 +89,9 @@ def _console(server: LiveServer) -> None:
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for path, needle in (("signin", b"AccessKeySecret"), ("static/console.js", b"EventSource"),
-                         ("static/console.css", b"--accent")):
+                         ("static/console.css", b"--accent"), ("static/terminal.js", b"encodeFrame"),
+                         ("static/xterm/xterm.js", b"Terminal"), ("static/xterm/addon-fit.js", b"FitAddon"),
+                         ("static/xterm/xterm.css", b".xterm")):
         with opener.open(f"http://{server.endpoint}/console/{path}", timeout=10) as answer:
             assert needle in answer.read(), path
     print("plain install: the web console's pages and files: ok")

@@ -11,57 +11,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from acceptance.agents import Agent, agents
-from acceptance.browser import chromium
+from acceptance.agents import agents
+from acceptance.browser import console_page, register_from_console, sign_in
 from acceptance.sdk import AK, SECRET, Server
 from cloudassist.testing import wait_for
-
-#: Generous: the machine is shared, and an agent reports running output about once a second.
-WAIT_MS = 60_000
 
 
 @pytest.fixture
 def page(server: Server) -> Iterator[Page]:
-    """A fresh browser page; on the way out, no request of it went anywhere but this server."""
-    base = f"http://{server.endpoint}"
-    with chromium() as browser:
-        context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
-        seen: list[str] = []
-        context.on("request", lambda request: seen.append(request.url))
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions: a loaded CI machine is slow
+    with console_page(server) as page:
         yield page
-        context.close()
-    foreign = [url for url in seen if not url.startswith(base + "/")]
-    assert not foreign, foreign
-
-
-def sign_in(page: Page) -> None:
-    page.goto("/console/")
-    expect(page).to_have_url(re.compile(r"/console/signin"))
-    page.fill("input[name=access_key_id]", AK)
-    page.fill("input[name=access_key_secret]", SECRET)
-    page.click("#signin")
-    expect(page.locator("h1")).to_contain_text("Fleet")
-
-
-def register_from_console(page: Page, server: Server, agent: Agent) -> Agent:
-    """Create an activation in the console and register a real agent with the id and code its commands show."""
-    page.click("text=Activations")
-    page.fill("input[name=instance_count]", "1")
-    page.fill("input[name=description]", "browser test")
-    page.click("#create")
-    install = page.locator("#install").inner_text()
-    code = re.search(r"CLOUDASSIST_ACTIVATION_CODE='([^']+)'", install)
-    activation = re.search(r"--activation-id (\S+)", install)
-    assert code, install
-    assert activation, install
-    assert f"--server {server.live.agent_endpoint}" in install
-    assert "BEGIN CERTIFICATE" in install
-    agent.register(server.live, activation.group(1), code.group(1)).start()
-    wait_for(agent.connected, 60, f"agent {agent.instance_id} to connect")
-    return agent
 
 
 def run(page: Page, instance_id: str, script: str) -> str:

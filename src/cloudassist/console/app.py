@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cloudassist.console import fleet, library, stream, tasks
+from cloudassist.console import fleet, library, sessions, stream, tasks, terminal
 from cloudassist.console.signin import SignIn, change_region, sign_out
 from cloudassist.console.visit import PATH, Gate, Visit, redirect, refusal
 from cloudassist.services.context import Context
@@ -38,6 +38,11 @@ def create_console(ctx: Context) -> Starlette:
         Route("/region", gate(change_region), methods=POST),
         Route("/instances", gate(fleet.instances), methods=GET),
         Route("/instances/{id}/deregister", gate(fleet.deregister), methods=POST),
+        Route("/instances/{id}/terminal", gate(terminal.page), methods=GET),
+        Route("/instances/{id}/terminal", gate(terminal.start), methods=POST),
+        Route("/sessions", gate(sessions.sessions), methods=GET),
+        Route("/sessions/{channel}/transcript", gate(sessions.transcript), methods=GET),
+        Route("/sessions/{channel}/transcript.bin", gate(sessions.transcript_bytes), methods=GET),
         Route("/run", gate(tasks.run_form), methods=GET),
         Route("/run", gate(tasks.run), methods=POST),
         Route("/invocations", gate(tasks.invocations), methods=GET),

@@ -98,6 +98,8 @@ class Connection:
     agent_status: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
+    #: Whether the connection's transcript was kept (the account's or the server's setting).
+    transcript_kept: bool = False
 
     @property
     def open(self) -> bool:

@@ -236,7 +236,11 @@ class TerminalSessions(Repository):
         return bytes(row.transcript), bool(row.transcript_truncated)
 
 
-_CONNECTION = [c for c in terminal_connections.c if c.name != "transcript"]
+#: Every column but the transcript itself, which only `transcript` reads; whether one was kept is a flag.
+_CONNECTION = [
+    *(c for c in terminal_connections.c if c.name != "transcript"),
+    C.transcript.is_not(None).label("transcript_kept"),
+]
 
 
 def _session(row: Row[Any]) -> TerminalSession:
@@ -279,4 +283,5 @@ def _connection(row: Row[Any]) -> Connection:
         agent_status=row.agent_status,
         bytes_in=row.bytes_in,
         bytes_out=row.bytes_out,
+        transcript_kept=bool(row.transcript_kept),
     )
