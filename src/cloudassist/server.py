@@ -35,12 +35,15 @@ from cloudassist.settings import Settings
 from cloudassist.store.channel import KickChannel
 from cloudassist.store.leader import Leadership
 from cloudassist.store.migrate import SchemaTooNew
+from cloudassist.store.reserve import DiskReserve
 from cloudassist.store.store import Store
 
 if TYPE_CHECKING:
     from cloudassist import tls
 
 log = logging.getLogger("cloudassist.server")
+#: How often a given-back disk reserve is tried again.
+RESERVE_CHECK_SECONDS = 10.0
 KEY_FILE = "access-key.txt"
 #: The largest websocket message taken from an agent: it sends `accept:kick_vm`-sized replies.
 WS_MAX_BYTES = 4096
@@ -75,7 +78,7 @@ async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
     """
     secure_data_dir(settings.data_dir)
     try:
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.database_url, reserve_bytes=settings.disk_reserve_mb << 20)
     except SchemaTooNew as exc:
         raise preflight.StartupError(str(exc)) from None
     ctx = Context(store, SystemClock(), settings)
@@ -89,6 +92,14 @@ async def prepare(settings: Settings) -> tuple[Context, NewKey | None]:
     created = await access.create_key()
     write_key_file(settings.data_dir, created)
     return ctx, created
+
+
+async def keep_reserve(reserve: DiskReserve, every: float = RESERVE_CHECK_SECONDS) -> None:
+    """Make the disk reserve again once there is room for it (it was given back to a full disk)."""
+    while True:
+        await asyncio.sleep(every)
+        if not reserve.held:
+            await asyncio.to_thread(reserve.ensure)
 
 
 def secure_data_dir(path: Path) -> None:
@@ -245,6 +256,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runs = [asyncio.create_task(server.serve()) for server in servers]
     background.append(asyncio.create_task(keep_delivering(ctx, hub)))
     background.append(asyncio.create_task(RetentionJob(ctx).keep_running()))
+    if ctx.store.reserve is not None:
+        background.append(asyncio.create_task(keep_reserve(ctx.store.reserve)))
     if trim is not None:
         guards = [edge.guard for edge in (api_edge, agent_edge) if edge is not None]
         background.append(asyncio.create_task(keep_trimming(guards, trim)))

@@ -53,6 +53,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("listen", "127.0.0.1:8080", str, "HOST:PORT the ECS API listens on."),
     Setting("db", "", str, "Database URL (postgresql://… or sqlite:///…); empty means SQLite in the data directory."),
+    Setting(
+        "disk_reserve_mb",
+        64,
+        int,
+        "Disk space (MiB) kept in reserve beside a SQLite database (at most a twentieth of its file system) and given"
+        " back when a write meets a full disk, so results go on being stored while space is freed; 0 keeps none.",
+    ),
     Setting("host_id", "ecs.aliyuncs.com", str, "The HostId reported in error bodies."),
     Setting("regions", (), _regions, "Comma-separated region ids to accept; empty accepts any well-formed RegionId."),
     Setting(
@@ -240,6 +247,7 @@ class Settings:
     data_dir: Path = Path(".cloudassist")
     listen: str = "127.0.0.1:8080"
     db: str = ""
+    disk_reserve_mb: int = 64
     host_id: str = "ecs.aliyuncs.com"
     regions: tuple[str, ...] = ()
     signature_window_seconds: int = 900

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -31,6 +32,7 @@ from cloudassist.store.invocations import Invocations
 from cloudassist.store.logins import Logins
 from cloudassist.store.nonces import Nonces
 from cloudassist.store.plugins import Plugins
+from cloudassist.store.reserve import DiskReserve, is_disk_full
 from cloudassist.store.results import Results
 from cloudassist.store.sessions import TerminalSessions
 from cloudassist.store.tags import Tags
@@ -127,9 +129,11 @@ class Tx:
 class Store:
     """Persistence of accounts, commands, invocations, results, activations and instances."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reserve: DiskReserve | None = None) -> None:
         self.engine = engine
         self.url = str(engine.url)
+        #: Space beside a SQLite database given back when a write meets a full disk (store/reserve.py).
+        self.reserve = reserve
         #: SQLite has one writer at a time. Writers of this process queue here, in order, instead of each
         #: taking a pooled connection and waiting in SQLite's busy handler, which sleeps (up to 100 ms a
         #: time) rather than waking when the lock is free; other processes still meet the busy handler.
@@ -139,8 +143,9 @@ class Store:
         self._group = GroupCommit(self.write)
 
     @classmethod
-    async def open(cls, url: str, *, upgrade: bool = True) -> Store:
-        """Connect to `url` and, unless told otherwise, migrate it to the newest schema."""
+    async def open(cls, url: str, *, upgrade: bool = True, reserve_bytes: int = 0) -> Store:
+        """Connect to `url` and, unless told otherwise, migrate it to the newest schema. With `reserve_bytes`, a
+        SQLite database keeps that much disk space in reserve beside it (store/reserve.py)."""
         engine = make_engine(url)
         if upgrade:
             try:
@@ -148,7 +153,12 @@ class Store:
             except BaseException:
                 await engine.dispose()
                 raise
-        return cls(engine)
+        reserve = None
+        database = engine.url.database
+        if reserve_bytes > 0 and is_sqlite(url) and database and database != ":memory:":
+            reserve = DiskReserve(Path(database).parent, reserve_bytes)
+            reserve.ensure()
+        return cls(engine, reserve)
 
     @property
     def sqlite(self) -> bool:
@@ -243,12 +253,13 @@ class Store:
         with self._translated_sync():
             yield
 
-    @staticmethod
     @contextmanager
-    def _translated_sync() -> Iterator[None]:
+    def _translated_sync(self) -> Iterator[None]:
         try:
             yield
         except (OperationalError, DBAPIError, OSError) as exc:
             if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
                 raise
+            if self.reserve is not None and is_disk_full(exc):
+                self.reserve.release()  # this write fails; the next ones have room (a batch retries its writes)
             raise ApiError.of("ServiceUnavailable") from exc
