@@ -636,7 +636,9 @@ async def chaos(args: argparse.Namespace, engine: str) -> AsyncIterator[Chaos]:
         data.mkdir()
         (root / "server.log").touch()
         (data / "server.log").symlink_to(root / "server.log")  # the log is kept off the filled disk
-        server = LiveServer(data, db=db_url, extra_env={"CLOUDASSIST_INVOCATION_QUOTA_DAILY": "0"})
+        # the disk reserve as users get it (test servers hold none by default)
+        env = {"CLOUDASSIST_INVOCATION_QUOTA_DAILY": "0", "CLOUDASSIST_DISK_RESERVE_MB": "64"}
+        server = LiveServer(data, db=db_url, extra_env=env)
         stack.callback(server.stop)
         await asyncio.to_thread(server.start, 60)
         proxy = await Proxy(("127.0.0.1", server.agent_port)).start()
