@@ -188,6 +188,19 @@ async def test_a_command_line_runs_directly_and_its_end_is_the_session_end(user:
     assert (ended.status, ended.errorcode, ended.extra) == ("Success", "Ok", {"exitCode": "0"})
 
 
+async def test_what_a_command_leaves_in_the_pty_is_all_sent_before_its_end(user: str) -> None:
+    """Output still in the PTY when the command exits (here about 3 s of it at the slowest pacing, 1 KB/s, much
+    more than DRAIN_SECONDS) is all read and sent, paced, before the session ends Ok and reports."""
+    relay = Relay(order(username=user, cmdContent="sh -c 'seq 1 600; echo END'", flowLimit=1))
+    _, task = await started(relay)
+    ended = await asyncio.wait_for(task, 30)
+    assert (ended.status, ended.errorcode, ended.extra) == ("Success", "Ok", {"exitCode": "0"})
+    sent = b""
+    while not relay.socket.from_agent.empty():  # all of it sent before the report (nothing is sent after)
+        sent += frames.decode_agent(relay.socket.from_agent.get_nowait()).payload
+    assert sent.replace(b"\r\n", b"\n") == b"".join(b"%d\n" % n for n in range(1, 601)) + b"END\n"
+
+
 async def test_root_is_refused_unless_allowed_and_a_missing_user_fails_open_pty() -> None:
     """Username root fails `Open_pty_failed` by default; with allow_root the shell runs as uid 0. A user that does
     not exist fails the same way, as does an empty username when `ecs-assist-user` does not exist here."""

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from luban import Agent, acknowledged, trust, wait_for_kick
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+
+AGENT_HEADER = 60
 
 
 def ms() -> int:
@@ -66,9 +70,19 @@ def session_list(agent: Agent, channel: str) -> list[dict[str, Any]]:
     return entries
 
 
-def report_status(agent: Agent, channel: str, status: str, errorcode: str) -> None:
+def report_status(agent: Agent, channel: str, status: str, errorcode: str, extra: str = "") -> None:
+    """POST v1/session/status; `extra` is more of the query (our agent's `exitCode=N`)."""
     acknowledged(agent.send("POST", "/luban/api/v1/session/status",
-                            f"channelId={channel}&status={status}&errorcode={errorcode}", content_type="text/plain"))
+                            f"channelId={channel}&status={status}&errorcode={errorcode}{extra and '&' + extra}",
+                            content_type="text/plain"))
+
+
+def in_flight(frame: bytes, meanwhile: Callable[[], None]) -> Iterator[bytes]:
+    """`frame` as the fragments of one websocket message (pass it to `send`), with `meanwhile()` done after its
+    first fragment went out and before its last: the message is on its way, and the server cannot take it yet."""
+    yield frame[:AGENT_HEADER]
+    meanwhile()
+    yield frame[AGENT_HEADER:]
 
 
 def accept_session_kick(notify: ClientConnection) -> str:
@@ -84,6 +98,16 @@ def recv_client(client: ClientConnection, timeout: float = 15.0) -> tuple[int, b
     data = client.recv(timeout=timeout)
     assert isinstance(data, bytes), data
     return read_client_frame(data)
+
+
+def recv_client_to_the_end(client: ClientConnection, timeout: float = 15.0) -> list[tuple[int, bytes]]:
+    """Every frame the client gets until the server closes its socket."""
+    got = []
+    try:
+        while True:
+            got.append(recv_client(client, timeout))
+    except ConnectionClosed:
+        return got
 
 
 def recv_agent(data_socket: ClientConnection, timeout: float = 15.0) -> tuple[int, bytes]:

@@ -15,10 +15,13 @@ from sessionwire import (
     accept_session_kick,
     agent_frame,
     client_frame,
+    in_flight,
     open_client,
     open_data_socket,
     recv_agent,
     recv_client,
+    recv_client_to_the_end,
+    report_status,
 )
 
 from cloudassist.store.store import Store
@@ -182,3 +185,35 @@ def test_every_connection_is_audited_with_its_transcript(pair: tuple[Ecs, Agent]
     assert asyncio.run(read()) == (b"0123456789abcdef", True)
 
 
+
+
+def test_output_still_in_flight_when_the_agent_reports_its_end_reaches_the_client_first(
+    pair: tuple[Ecs, Agent], small: LiveServer
+) -> None:
+    """The shell's last line is still on its way over the data socket when the agent's v1/session/status (Ok, with
+    our agent's exitCode) has been taken: the client gets that line, then `exitCode=5`, then `Exit`, and the
+    transcript holds all the output."""
+    api, agent = pair
+    started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id})
+    with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as client:
+        channel = accept_session_kick(notify)
+        with open_data_socket(agent, channel) as data:
+            data.send(agent_frame(OUTPUT, b"$ exit\r\n", channel, 0))
+            assert recv_client(client) == (OUTPUT, b"$ exit\r\n")
+            last = agent_frame(OUTPUT, b"logout\r\n", channel, 1)
+            data.send(in_flight(last, lambda: report_status(agent, channel, "Success", "Ok", "exitCode=5")))
+        # then the data socket is closed, after the report, as our agent and the official one do
+        told = recv_client_to_the_end(client)
+    assert told == [(OUTPUT, b"logout\r\n"), (STATUS, b"\x03exitCode=5"), (STATUS, b"\x05Exit")]
+    connection = wait_ended(api, started["SessionId"])
+    assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "AgentSocketClosed")
+
+    async def read() -> tuple[bytes, bool] | None:
+        store = await Store.open(f"sqlite+aiosqlite:///{small.data_dir / 'cloudassist.db'}", upgrade=False)
+        try:
+            async with store.read() as tx:
+                return await tx.sessions.transcript(channel)
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == (b"$ exit\r\nlogout\r\n", False)

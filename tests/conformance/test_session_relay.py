@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+import time
 
 import pytest
 from luban import Agent, Ecs
@@ -17,6 +19,7 @@ from sessionwire import (
     open_data_socket,
     recv_agent,
     recv_client,
+    recv_client_to_the_end,
     report_status,
     session_list,
 )
@@ -187,3 +190,37 @@ def test_pacing_rates_are_forwarded_and_crashing_ones_refused(agent: Agent, api:
             assert recv_agent(data) == (STATUS, b"\x07\x00\x00\x40\x00")
             client.send(client_frame(STATUS, b"\x07\x64", 1))
             assert recv_client(client) == (STATUS, b"\x05MessageFormatInvalid")
+
+
+def test_an_agent_talking_on_after_its_report_is_cut_off_within_seconds(agent: Agent, api: Ecs) -> None:
+    """Output that comes after the agent's status report is still relayed (it may have been on its way), but only
+    for a few seconds: an agent that keeps its data socket open and goes on sending does not keep the client."""
+    started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id})
+    with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as client:
+        channel = accept_session_kick(notify)
+        with open_data_socket(agent, channel) as data:
+            data.send(agent_frame(OUTPUT, b"$ ", channel, 0))
+            assert recv_client(client) == (OUTPUT, b"$ ")
+            report_status(agent, channel, "Success", "Ok")
+            reported = time.monotonic()
+            done = threading.Event()
+
+            def talk() -> None:
+                seq = 1
+                while not done.wait(0.1):
+                    data.send(agent_frame(OUTPUT, b"more", channel, seq))
+                    seq += 1
+
+            talker = threading.Thread(target=talk)
+            talker.start()
+            try:
+                told = recv_client_to_the_end(client)
+                took = time.monotonic() - reported
+            finally:
+                done.set()
+                talker.join()
+    assert told[-1] == (STATUS, b"\x05Exit")
+    assert set(told[:-1]) == {(OUTPUT, b"more")}  # some, all relayed after the report
+    assert took < 12, took
+    (connection,) = connections(api, started["SessionId"])
+    assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "AgentSocketClosed")

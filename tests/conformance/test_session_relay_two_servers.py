@@ -14,10 +14,12 @@ from sessionwire import (
     accept_session_kick,
     agent_frame,
     client_frame,
+    in_flight,
     open_client,
     open_data_socket,
     recv_agent,
     recv_client,
+    recv_client_to_the_end,
     report_status,
     session_list,
 )
@@ -70,6 +72,34 @@ def test_client_on_one_server_agent_on_another(two_servers: tuple[LiveServer, Li
         body = api("DescribeTerminalSessions", {"SessionId": started["SessionId"]})
         (connection,) = body["Sessions"]["Session"][0]["Connections"]["Connection"]
         assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "AgentSocketClosed")
+    finally:
+        agent.close()
+        api.close()
+
+
+def test_output_in_flight_on_the_agent_s_server_reaches_the_client_on_the_other_before_exit(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    """The agent's last output is still on its way over its data socket to server B when its status report there
+    has been taken (and sent over the bus): the client on server A gets that output before `Exit`, even while
+    the agent keeps its data socket open."""
+    front, back = two_servers
+    api = Ecs(front.endpoint)
+    agent = Agent(back)
+    try:
+        activation = create_activation(api, 1)
+        acknowledged(agent.register(activation.activation_id, activation.code))
+        acknowledged(agent.heartbeat())
+        started = api("StartTerminalSession", {"InstanceId.1": agent.instance_id})
+        with agent.websocket() as notify, open_client(started["WebSocketUrl"]) as client:
+            channel = accept_session_kick(notify)
+            with open_data_socket(agent, channel) as data:
+                data.send(agent_frame(OUTPUT, b"$ ", channel, 0))
+                assert recv_client(client) == (OUTPUT, b"$ ")
+                last = agent_frame(OUTPUT, b"exit\r\nlogout\r\n", channel, 1)
+                data.send(in_flight(last, lambda: report_status(agent, channel, "Success", "Ok")))
+                told = recv_client_to_the_end(client)
+        assert told == [(OUTPUT, b"exit\r\nlogout\r\n"), (STATUS, b"\x05Exit")]
     finally:
         agent.close()
         api.close()

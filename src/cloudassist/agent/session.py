@@ -19,6 +19,9 @@ Decisions:
   official default (about 200 kbit/s); rates below what the official agent survives (8192 for a shell, 16384
   for a port) are raised to that floor instead of dividing by zero. A keystroke's echo is never held back;
 * the shell's process tree is killed when the session ends, however it ends;
+* when the shell exits, what it left in the PTY is sent (paced, which may take seconds) before the end is
+  reported: the report goes over another connection and would overtake it. A background job holding the tty
+  open cuts this short after 1 s with nothing to read, and 10 s at most;
 * when the data socket drops, it is dialled again (up to 11 times over about 13 s, as the official agent):
   a session survives a relay restart; a refused re-dial (the relay ended it) ends it at once;
 * only the entries of a `session/list` answer whose channelId is the kicked one are run, one after another;
@@ -51,7 +54,10 @@ SHELL_RATE, PORT_RATE = 25600.0, 2048 / 0.083
 #: The smallest flow limits (bit/s) the official agent survives; smaller ones are raised to these.
 SHELL_FLOOR, PORT_FLOOR = 8192, 16384
 REDIAL_SLEEPS = (0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
-DRAIN_SECONDS = 1.0  #: output still read after the shell exited (a background job may hold the tty open)
+#: After the shell exited, what it left in the PTY is read and sent (paced) to its end, unless the PTY stays open
+#: (a background job holds the tty) with nothing to read for DRAIN_SECONDS, or for DRAIN_MAX_SECONDS in all.
+DRAIN_SECONDS = 1.0
+DRAIN_MAX_SECONDS = 10.0
 
 
 class Socket(Protocol):
@@ -171,6 +177,7 @@ class Session:
         self._socket: Socket | None = None
         self._up = asyncio.Event()
         self._drained = asyncio.Event()  #: the output side read the PTY to its end
+        self._waiting_since: float | None = None  #: since when the output side waits for output (None: it sends)
         self._ended: asyncio.Future[Ended] = asyncio.get_running_loop().create_future()
         self._last_inbound = time.monotonic()
         self._sequence = 0
@@ -258,12 +265,19 @@ class Session:
             log.warning("session %s: its status could not be reported (%s)", self.order.channel_id, exc)
 
     async def _exit(self) -> None:
-        """The shell exited: read what it left in the PTY (for at most DRAIN_SECONDS), then end `Ok`."""
+        """The shell exited: send what it left in the PTY, then end `Ok` (the report must not overtake output).
+        Paced, that may take seconds; the wait ends early only when nothing is left to read for DRAIN_SECONDS
+        (a background job holds the tty open), and after DRAIN_MAX_SECONDS in any case."""
         assert self.terminal is not None
         code = await self.terminal.wait()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DRAIN_SECONDS):
-                await self._drained.wait()
+        deadline = time.monotonic() + DRAIN_MAX_SECONDS
+        while not self._drained.is_set():
+            now, waiting = time.monotonic(), self._waiting_since
+            if now >= deadline or (waiting is not None and now - waiting >= DRAIN_SECONDS):
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._drained.wait()
         self.end(Ended("Success", "Ok", exitCode=str(code)))
 
     async def _watchdog(self) -> None:
@@ -288,7 +302,9 @@ class Session:
             source, size, shell = self.target.read, PORT_READ, False
         held = b""
         while True:
+            self._waiting_since = time.monotonic()
             data = await source(size)
+            self._waiting_since = None
             if not data:
                 if held:
                     await self._send(held)

@@ -3,6 +3,12 @@
 One loop takes, in order, what the client sends and what the agent's end says (api/session/relay.py), plus a
 tick each second for the timers; it ends with one outcome (Status, ClosedReason, FailedDetail, and the reason the
 client is told in a status-5 frame), which is written to the connection's audit record.
+
+An end told out of band (the agent's `v1/session/status`, an HTTP request of its own, or EndTerminalSession) can
+overtake the agent's last output, still on its way over the data socket or through the bus from another process.
+So the end is held, and output still relayed, until the agent's data socket is seen closed (the agent closes it
+after its report; its close comes after its output, the same way) or until no output came for END_QUIET_SECONDS,
+END_GRACE_SECONDS at most; only then is the client told (the exit code, then the reason).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ log = logging.getLogger("cloudassist.sessions")
 PORT_READY_SECONDS: Final = 1.5
 #: The flow limit's burst: this many seconds of the allowed rate.
 BURST_SECONDS: Final = 4.0
+#: An end told out of band waits for output still on its way: until the agent's data socket closes, or this long
+#: without output, and never longer than END_GRACE_SECONDS.
+END_QUIET_SECONDS: Final = 1.0
+END_GRACE_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,10 @@ class ClientSession:
         self.allowance_at = self.started
         self.transcript: bytearray | None = bytearray() if transcript else None
         self.truncated = False
+        #: The end told out of band, held while output may still be on its way (see the module's docstring).
+        self.ending: Outcome | None = None
+        self.ending_at = 0.0
+        self.ending_heard = 0.0
 
     def told(self, kind: str, data: bytes) -> None:
         self.inbox.put_nowait((kind, data))
@@ -100,14 +114,14 @@ class ClientSession:
         self.relay.start(self.channel, self.connection.instance_id)
         while True:
             try:
-                kind, data = await asyncio.wait_for(self.inbox.get(), timeout=1.0)
+                kind, data = await asyncio.wait_for(self.inbox.get(), timeout=self._next_tick())
             except TimeoutError:
                 kind, data = "tick", b""
             outcome = await self._on(kind, data)
             if outcome is None:
                 outcome = self._judge_timers()
             if outcome is not None:
-                return outcome
+                return self.ending or outcome  # once the end is told, anything else only cuts its wait short
 
     async def _on(self, kind: str, data: bytes) -> Outcome | None:
         if kind == "client":
@@ -120,21 +134,46 @@ class ClientSession:
             return await self._output(data)
         elif kind == "dropped":
             self.dropped_at = time.monotonic()
+            return self.ending  # the agent's data socket closed: nothing more comes over it
         elif kind == "status":
             code, _, exit_code = data.decode("ascii", "replace").partition(" ")
             status, reason, detail = rules.closed_reason_of(code)
             told = int(exit_code) if exit_code.isdigit() else None
-            return Outcome(status, reason, detail, tell=frames.close_reason(code), stop_agent=False, exit_code=told)
+            return self._end_told(
+                Outcome(status, reason, detail, tell=frames.close_reason(code), stop_agent=False, exit_code=told)
+            )
         elif kind == "invalid":
             return Outcome(
                 rules.FAILED, rules.MESSAGE_FORMAT_INVALID, "agent: " + data.decode(), "MessageFormatInvalid"
             )
         elif kind == "end":
-            return Outcome(rules.TERMINATED, data.decode(), tell="Exit", stop_agent=False)
+            return self._end_told(Outcome(rules.TERMINATED, data.decode(), tell="Exit", stop_agent=False))
         return None
+
+    def _end_told(self, outcome: Outcome) -> Outcome | None:
+        """An end told out of band: the outcome now when no data socket of the agent's is open (nothing can be
+        on its way), else held (the first one told counts) until `_judge_timers` or the socket's close ends it."""
+        if self.ending is not None:
+            return None
+        if self.attached_at is None or self.dropped_at is not None:
+            return outcome
+        self.ending = outcome
+        self.ending_at = self.ending_heard = time.monotonic()
+        return None
+
+    def _next_tick(self) -> float:
+        """How long to wait for the inbox before judging the timers: a second, or what is left of an end's wait."""
+        if self.ending is None:
+            return 1.0
+        deadline = min(self.ending_at + END_GRACE_SECONDS, self.ending_heard + END_QUIET_SECONDS)
+        return max(deadline - time.monotonic(), 0.0)
 
     def _judge_timers(self) -> Outcome | None:
         now = time.monotonic()
+        if self.ending is not None:  # the end was told: its own, shorter wait is the only timer left
+            if now - self.ending_heard >= END_QUIET_SECONDS or now - self.ending_at >= END_GRACE_SECONDS:
+                return self.ending
+            return None
         settings = self.ctx.settings
         if self.attached_at is None and now - self.started > settings.session_start_seconds:
             return Outcome(rules.FAILED, rules.DELIVERY_TIMEOUT, "the agent did not connect", "AgentTimeout")
@@ -207,7 +246,7 @@ class ClientSession:
         self.pending.clear()
 
     async def _output(self, payload: bytes) -> Outcome | None:
-        self.last_data = time.monotonic()
+        self.last_data = self.ending_heard = time.monotonic()
         if not self.ready:
             self.ready = True
             self._flush()
