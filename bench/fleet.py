@@ -8,8 +8,9 @@ heart-beats (the first with the extra fields, then every `nextInterval` within 5
 with `accept:<kick>` and fetches `v1/task/list?reason=kickoff[&taskId=…]` (once more after 3 s when a kick
 brings nothing), runs at most 10 tasks at once, de-duplicates by (taskID, invokeVersion), posts the empty
 `running` start, a `running` tick every output interval, then `finish`/`timeout`/`stopped` (lower-case
-`exitcode`) with the output not yet sent, retrying a report 3 times 2 s apart and then dropping it (as the
-official agent does: it keeps no spool); a task-list fetch is tried 3 times too. Scheduled tasks (`Rate`, `At`,
+`exitcode`) with the output not yet sent, retrying a final report 3 times 2 s apart and then dropping it (as the
+official agent does: it keeps no spool; `running` posts are sent once, fire-and-forget, basetask.go); a
+task-list fetch is tried 3 times too. Scheduled tasks (`Rate`, `At`,
 `Period` cron) run on its own clock with `currentTime`/`offset`/`timeZone` on their reports.
 
 A run is either faked (`RunMode.FAKE`: it lasts `fake_seconds` and prints `fake_output` bytes; a task whose
@@ -62,7 +63,8 @@ TEXT_UTF8 = "text/plain; charset=utf-8"
 FORM = "application/x-www-form-urlencoded"
 #: The official agent's task pool: 10 workers (taskpool.go).
 WORKERS = 10
-#: Report retries of the official agent (3 tries, 2 s apart, then the result is dropped).
+#: Final-report retries of the official agent (3 tries, 2 s apart, then the result is dropped); `running` posts
+#: (the start and the output ticks) are sent once.
 REPORT_TRIES = 3
 REPORT_RETRY_SECONDS = 2.0
 #: Task-list fetches are tried as often on network errors.
@@ -145,6 +147,8 @@ class Stats:
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     dropped_reports: int = 0
+    #: (taskId, instance id) of every report an agent dropped after its tries, as the official agent does.
+    dropped_for: set[tuple[str, str]] = field(default_factory=set)
     reconnects: int = 0
     kicks: int = 0
 
@@ -757,8 +761,10 @@ class SimAgent:
             outcome.acked = time.monotonic()
 
     async def report(self, kind: str, *pairs: tuple[str, object], body: bytes = b"") -> bool:
-        """`POST v1/task/<kind>`: 3 tries, 2 s apart; True once acknowledged (HTTP ≤ 400, as the agent judges)."""
-        for attempt in range(REPORT_TRIES):
+        """`POST v1/task/<kind>`: 3 tries, 2 s apart (`running`: one); True once acknowledged (HTTP ≤ 400, as the
+        agent judges)."""
+        tries = 1 if kind == "running" else REPORT_TRIES
+        for attempt in range(tries):
             try:
                 status, _ = await self.send(f"task/{kind}", "POST", f"/luban/api/v1/task/{kind}", go_query(*pairs),
                                             body=body, content_type=TEXT_UTF8)
@@ -766,9 +772,10 @@ class SimAgent:
                     return True
             except WireError:
                 pass
-            if attempt + 1 < REPORT_TRIES:
+            if attempt + 1 < tries:
                 await asyncio.sleep(REPORT_RETRY_SECONDS)
         self.fleet.stats.dropped_reports += 1
+        self.fleet.stats.dropped_for.add((str(dict(pairs).get("taskId", "")), self.instance_id))
         return False
 
     async def close(self) -> None:
