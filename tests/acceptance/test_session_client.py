@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import signal
 import struct
@@ -151,6 +152,21 @@ def test_a_session_as_root_is_refused_by_the_agent(server: Server, agent: Agent)
     )
     assert done.returncode == 1, done.stderr
     assert b"session closed: OpenPtyFailed" in done.stderr
+
+    # `cloudassist sessions` shows who asked for root there, and how it ended (DescribeTerminalSessions)
+    listing = [sys.executable, "-m", "cloudassist", "sessions", "-i", agent.instance_id, "--endpoint", server.endpoint]
+    env = {**clean_env(), "HOME": "/nonexistent"}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SECRET)
+    answer = subprocess.run([*listing, "--json"], env=env, capture_output=True, timeout=60, check=True)
+    newest = json.loads(answer.stdout)[0]
+    assert (newest["Username"], newest["PrincipalId"]) == ("root", AK)
+    (connection,) = newest["Connections"]["Connection"]
+    assert (connection["InstanceId"], connection["Status"]) == (agent.instance_id, "Failed")
+    assert connection["EndTime"]
+    table = subprocess.run(listing, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    line = next(row for row in table.splitlines() if newest["SessionId"] in row)
+    assert "root" in line
+    assert "Failed" in line
 
 
 def test_a_command_lines_whole_output_arrives_before_its_end(server: Server, agent: Agent, user: str) -> None:

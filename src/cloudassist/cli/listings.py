@@ -15,7 +15,7 @@ from cloudassist.cli.connection import EXIT_FAILED, api_errors, api_options, cli
 from cloudassist.cli.render import cell, decoded, print_outputs, show, summary
 from cloudassist.cli.run import RESULTS_PATH, pairs, wait
 
-__all__ = ["activations", "commands", "instances", "invocations", "results"]
+__all__ = ["activations", "commands", "instances", "invocations", "results", "sessions"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 Row = Callable[[Mapping[str, Any]], list[str]]
@@ -55,12 +55,16 @@ def _shared(*decls: str, **attrs: Any) -> Callable[[F], F]:
     return click.option(*decls, expose_value=False, callback=_keep, **attrs)
 
 
-def listing_options(noun: str) -> Callable[[F], F]:
-    """`--tag`, `--max-results`, `--next-token`, `--all`, `--json` and the API options (`Listing.current()`)."""
+def listing_options(noun: str, *, tags: bool = True) -> Callable[[F], F]:
+    """`--tag` (where the operation takes tags), `--max-results`, `--next-token`, `--all`, `--json` and the API
+    options (`Listing.current()`)."""
 
     def decorate(command: F) -> F:
         decorators: list[Callable[[F], F]] = [
-            _shared("--tag", "tags", multiple=True, metavar="KEY=VALUE", help=f"{noun} with this tag (repeatable)."),
+            _shared("--tag", "tags", multiple=True, metavar="KEY=VALUE", help=f"{noun} with this tag (repeatable).")
+            for _ in range(1 if tags else 0)
+        ]
+        decorators += [
             _shared("--max-results", type=click.IntRange(1, 50), default=50, show_default=True, help="Per page."),
             _shared("--next-token", help="Start at this page (the NextToken a listing printed)."),
             _shared("--all", "every", is_flag=True, help="Follow NextToken to the last page."),
@@ -345,3 +349,35 @@ def activations(
 
     columns = ["ActivationId", "Description", "Name prefix", "Used", "Deregistered", "TTL (h)", "IPs", "", "Created"]
     _emit(items, token, paging, "Activations", columns, row)
+
+
+@click.command()
+@click.option("-i", "--instance", help="Sessions on this instance (InstanceId).")
+@click.option("--session-id", help="SessionId.")
+@listing_options("Sessions", tags=False)
+def sessions(instance: str | None, session_id: str | None) -> None:
+    """List Session Manager sessions: who started each (AccessKeyId, address, user), and per instance how the
+    connection went and how it ended (DescribeTerminalSessions). Newest first.
+
+    \b
+      cloudassist sessions -i mi-0123            # who opened a shell there, and how it ended
+    """
+    paging = Listing.current()
+    params = {"InstanceId": instance, "SessionId": session_id}
+    items, token = _fetch("DescribeTerminalSessions", params, ("Sessions", "Session"), paging)
+    if paging.as_json:
+        print_json(items)
+    else:
+        rows = []
+        for item in items:
+            head = [cell(item.get("SessionId")), cell(item.get("CreationTime")), cell(item.get("PrincipalId")),
+                    cell(item.get("ClientIP")), cell(item.get("Username")) or "(default)"]
+            target = f"port {item['PortNumber']}" if item.get("PortNumber") else "shell"
+            for connection in dig(item, ("Connections", "Connection")) or [{}]:
+                rows.append([*head, target, cell(connection.get("InstanceId")), cell(connection.get("Status")),
+                             cell(connection.get("EndTime")), cell(connection.get("ClosedReason"))])
+        columns = ["SessionId", "Created", "AccessKeyId", "Client", "User", "Kind", "Instance", "Status", "Ended",
+                   "How it ended"]
+        show("Sessions", columns, rows, 7)
+    if token:
+        click.echo(f"more: --next-token {token} (or --all)", err=True)

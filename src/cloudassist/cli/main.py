@@ -28,6 +28,7 @@ class LazyGroup(click.Group):
         "commands": "cloudassist.cli.listings:commands",
         "instances": "cloudassist.cli.listings:instances",
         "activations": "cloudassist.cli.listings:activations",
+        "sessions": "cloudassist.cli.listings:sessions",
         "send-file": "cloudassist.cli.files:send_file",
         "session": "cloudassist.cli.session:session",
         "backup": "cloudassist.cli.backup:backup",
