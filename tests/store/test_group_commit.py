@@ -119,3 +119,28 @@ async def test_writes_wait_for_another_process_holding_the_sqlite_write_lock(tmp
         running.cancel()
     finally:
         await store.close()
+
+
+async def test_a_lone_write_is_applied_again_only_when_its_error_is_worth_it(store: Store) -> None:
+    """A lone write whose transaction failed with an error marked `worth_retrying` (the store just gave its disk
+    reserve back) is applied once more and its caller gets the result; any other error reaches the caller at once,
+    with the write applied once."""
+    tries: list[str] = []
+
+    class MadeRoom(Exception):
+        worth_retrying = True
+
+    async def flaky(tx: Tx, name: str, error: type[Exception]) -> bool:
+        tries.append(name)
+        if tries.count(name) == 1:
+            raise error
+        return await tx.nonces.claim("k", name, LATER)
+
+    assert await store.batch(lambda tx: flaky(tx, "room", MadeRoom)) is True
+    assert tries == ["room", "room"]
+    try:
+        await store.batch(lambda tx: flaky(tx, "plain", ValueError))
+        raise AssertionError("a plain failure was retried")
+    except ValueError:
+        pass
+    assert tries.count("plain") == 1

@@ -6,9 +6,10 @@ the transaction has committed, so nothing is acknowledged before it is durable. 
 next one gathers, so under load a batch grows to what arrived meanwhile and a lone write waits for nothing.
 
 A write that raises aborts its batch: the batch is rolled back and every write of it is applied again alone,
-so one bad write fails only its own caller. A write must therefore do nothing but database work through its
-transaction (side effects come after it returns). Writes are applied in the order of their `key` (then of
-arrival), so transactions that lock rows by key take the locks in one order.
+so one bad write fails only its own caller. A lone write is applied again only when its error says it is worth
+it (`worth_retrying`: the store just made room on a full disk). A write must therefore do nothing but database
+work through its transaction (side effects come after it returns). Writes are applied in the order of their
+`key` (then of arrival), so transactions that lock rows by key take the locks in one order.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class GroupCommit(Generic[X]):
             try:
                 results = await self._apply(batch)
             except Exception as exc:
-                if len(batch) == 1:
+                if len(batch) == 1 and not getattr(exc, "worth_retrying", False):
                     self._fail(batch[0], exc)
                     continue
                 log.debug("a batch of %d writes failed; applying them one by one", len(batch))

@@ -45,6 +45,13 @@ T = TypeVar("T")
 CONNECT_WAIT_SECONDS: Final = 5.0
 
 
+class RoomMade(ApiError):
+    """ServiceUnavailable from a write that met a full disk and gave the disk reserve back: the same write, applied
+    again, has room (the group commit does so once; a caller of `write()` gets the 503)."""
+
+    worth_retrying = True
+
+
 @dataclass(frozen=True)
 class Tx:
     """A transaction and the repositories bound to it."""
@@ -260,6 +267,6 @@ class Store:
         except (OperationalError, DBAPIError, OSError) as exc:
             if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
                 raise
-            if self.reserve is not None and is_disk_full(exc):
-                self.reserve.release()  # this write fails; the next ones have room (a batch retries its writes)
+            if self.reserve is not None and is_disk_full(exc) and self.reserve.release():
+                raise RoomMade.of("ServiceUnavailable") from exc
             raise ApiError.of("ServiceUnavailable") from exc
