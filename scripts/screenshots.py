@@ -24,6 +24,7 @@ from playwright.sync_api import Page, expect  # noqa: E402
 from acceptance.agents import agents  # noqa: E402
 from acceptance.browser import chromium  # noqa: E402
 from cloudassist.testing import LiveServer, wait_for  # noqa: E402
+from users import throwaway_user  # noqa: E402
 
 AK, SECRET = "demo-key", "demo-secret"
 
@@ -107,6 +108,23 @@ def main() -> None:
             page.wait_for_timeout(3000)
             page.goto("/console/files")
             shoot(page, out, "files")
+
+            with throwaway_user() as user:  # a session as root is refused by the agent
+                page.goto(f"/console/instances/{agent.instance_id}/terminal?user={user}")
+                expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
+                page.locator("#terminal").click()
+                for line in ("id", "uname -sr", "df -h / | tail -1", "ls /etc | head -4", "sleep 30"):
+                    page.keyboard.type(line)
+                    page.keyboard.press("Enter")
+                    page.wait_for_timeout(800)  # typed ahead, a line would be echoed into the last one's output
+                page.keyboard.press("Control+C")
+                page.wait_for_timeout(500)
+                shoot(page, out, "terminal")
+                page.keyboard.type("exit 0")
+                page.keyboard.press("Enter")
+                expect(page.locator("#terminal-state")).to_have_attribute("data-state", "closed")
+                page.goto("/console/sessions")
+                shoot(page, out, "sessions")
         finally:
             live.stop()
 
