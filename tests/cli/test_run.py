@@ -102,3 +102,12 @@ def test_ctrl_c_during_an_unanswered_poll_says_the_task_goes_on(fake_api: FakeAp
     assert status == 130, stderr
     assert "interrupted; t-held goes on (`cloudassist stop t-held` stops it)" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("fake_api", ["RunCommand"], indirect=True)
+def test_ctrl_c_before_run_command_answered_says_the_task_may_have_started(fake_api: FakeApi, tmp_path: Path) -> None:
+    status, stderr = interrupted_run(fake_api, tmp_path)
+    assert status == 130, stderr
+    assert "interrupted before RunCommand answered; the task may have started" in stderr
+    assert "Traceback" not in stderr
+    assert "Aborted!" not in stderr
