@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,16 @@ from cloudassist.settings import Settings, database_url
 from cloudassist.store.counts import drift
 from cloudassist.store.store import Store
 from cloudassist.testing import FixedClock, pg_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, however pytest itself was started. A background job of a
+    non-interactive shell (`pytest … &` in a script) begins with SIGINT ignored; its children inherit that
+    through exec, and a Python child that starts with SIGINT ignored never raises KeyboardInterrupt, so the tests
+    that interrupt a CLI (`run`, `session --port-forward`) would wait for its exit in vain. A handled SIGINT is
+    back to the default in a child, as in the foreground job of an interactive shell."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -105,6 +105,16 @@ def test_a_failing_command_exits_three_with_its_exit_code_and_output(server: Ser
     assert (quiet.returncode, quiet.stdout) == (3, "")
 
 
+def stuck(process: subprocess.Popen[bytes]) -> str:
+    """The signal masks of a CLI that did not exit on SIGINT; SIGABRT then ends it, and dumps its Python stack
+    onto its stderr (PYTHONFAULTHANDLER is in its environment)."""
+    status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+    masks = ", ".join(line for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn")))
+    process.send_signal(signal.SIGABRT)
+    process.wait(10)
+    return masks
+
+
 def test_an_interrupted_run_exits_130_and_says_the_task_goes_on(server: Server, agent: Agent, tmp_path: Path) -> None:
     """Ctrl-C while the command runs: exit status 130 and the InvokeId with how to stop it; the task still
     runs (then `stop` ends it)."""
@@ -112,15 +122,20 @@ def test_an_interrupted_run_exits_130_and_says_the_task_goes_on(server: Server, 
     env = keyed(server, tmp_path)
     try:
         with open(tmp_path / "stderr", "wb") as errors:
-            process = subprocess.Popen([*CLI, "run", "-i", agent.instance_id, "--", f"sleep 1000.{marker}"], env=env,
-                                       stdout=subprocess.DEVNULL, stderr=errors)
+            process = subprocess.Popen([*CLI, "run", "-i", agent.instance_id, "--", f"sleep 1000.{marker}"],
+                                       env={**env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 60
         while "Running" not in (tmp_path / "stderr").read_text():
             assert process.poll() is None, (tmp_path / "stderr").read_text()
             assert time.monotonic() < deadline, "never ran"
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130
+        try:
+            status = process.wait(30)
+        except subprocess.TimeoutExpired:
+            masks = stuck(process)
+            pytest.fail(f"no exit 30 s after SIGINT ({masks}); its stderr:\n{(tmp_path / 'stderr').read_text()}")
+        assert status == 130
         said = (tmp_path / "stderr").read_text()
         invoke_id = re.search(r"interrupted; (t-\w+) goes on \(`cloudassist stop \1` stops it\)", said)
         assert invoke_id, said

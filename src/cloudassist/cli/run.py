@@ -7,7 +7,7 @@ import base64
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -126,6 +126,20 @@ def _content(command: tuple[str, ...], script: IO[bytes] | None) -> bytes:
     return " ".join(command).encode("utf-8")
 
 
+def _interrupted(invoke_id: str) -> NoReturn:
+    """Ctrl-C: exit status 130 and what became of the task, which goes on (or may have started, when RunCommand
+    had not answered yet)."""
+    if invoke_id:
+        click.echo(f"\ninterrupted; {invoke_id} goes on (`cloudassist stop {invoke_id}` stops it)", err=True)
+    else:
+        click.echo(
+            "\ninterrupted before RunCommand answered; the task may have started (`cloudassist invocations` "
+            "lists the tasks)",
+            err=True,
+        )
+    sys.exit(EXIT_INTERRUPTED)
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("command", nargs=-1)
 @click.option("-i", "--instance", "instances", multiple=True, metavar="ID", help="Instance to run on (repeatable).")
@@ -230,20 +244,20 @@ def run(
         "Tag": pairs(task_tags, "--task-tag") or None,
     }
     api = client()
-    with api_errors():
-        answer = api.call("RunCommand", request)
-        invoke_id = str(answer.get("InvokeId", ""))
-        if no_wait or repeat_mode not in (None, "Once"):
-            if mode == "json":
-                print_json({"InvokeId": invoke_id, "CommandId": answer.get("CommandId")})
-            else:
-                click.echo(invoke_id)
-            return
-        try:
+    invoke_id = ""
+    try:
+        with api_errors():
+            answer = api.call("RunCommand", request)
+            invoke_id = str(answer.get("InvokeId", ""))
+            if no_wait or repeat_mode not in (None, "Once"):
+                if mode == "json":
+                    print_json({"InvokeId": invoke_id, "CommandId": answer.get("CommandId")})
+                else:
+                    click.echo(invoke_id)
+                return
             results = wait(api, invoke_id, live=mode == "text" and sys.stdout.isatty(), interval=interval)
-        except KeyboardInterrupt:
-            click.echo(f"\ninterrupted; {invoke_id} goes on (`cloudassist stop {invoke_id}` stops it)", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        _interrupted(invoke_id)
     if mode == "json":
         print_json({"InvokeId": invoke_id, "InvocationResults": results})
     elif mode == "text":
