@@ -78,13 +78,14 @@ def fake_api(request: pytest.FixtureRequest) -> Iterator[FakeApi]:
         api.http.server_close()
 
 
-def interrupted_run(api: FakeApi, home: Path) -> tuple[int, str]:
-    """Start `cloudassist run` against `api`, SIGINT it once the held call has arrived; its exit status (within
-    PROMPT s of the signal) and its stderr."""
+def interrupted_run(api: FakeApi, home: Path, *args: str) -> tuple[int, str]:
+    """Start `cloudassist run` (or the command `args` give) against `api`, SIGINT it once the held call has
+    arrived; its exit status (within PROMPT s of the signal) and its stderr."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(HOME=str(home), ALIBABA_CLOUD_ACCESS_KEY_ID="AKfake", ALIBABA_CLOUD_ACCESS_KEY_SECRET="secret",
                CLOUDASSIST_ENDPOINT=api.endpoint)
-    process = subprocess.Popen([sys.executable, "-m", "cloudassist", "run", "-i", "mi-held", "--", "sleep 1000"],
+    command = args or ("run", "-i", "mi-held", "--", "sleep 1000")
+    process = subprocess.Popen([sys.executable, "-m", "cloudassist", *command],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert api.arrived.wait(60), f"{api.held} never called"
@@ -110,4 +111,13 @@ def test_ctrl_c_before_run_command_answered_says_the_task_may_have_started(fake_
     assert status == 130, stderr
     assert "interrupted before RunCommand answered; the task may have started" in stderr
     assert "Traceback" not in stderr
+    assert "Aborted!" not in stderr
+
+
+@pytest.mark.parametrize("fake_api", ["DescribeInvocationResults"], indirect=True)
+def test_ctrl_c_while_results_waits_says_the_task_goes_on(fake_api: FakeApi, tmp_path: Path) -> None:
+    """`results T --wait` is `run`'s waiting alone: Ctrl-C there is 130 and the same words, not `Aborted!` and 1."""
+    status, stderr = interrupted_run(fake_api, tmp_path, "results", "t-held", "--wait")
+    assert status == 130, stderr
+    assert "interrupted; t-held goes on (`cloudassist stop t-held` stops it)" in stderr
     assert "Aborted!" not in stderr

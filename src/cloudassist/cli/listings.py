@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cloudassist.cli.client import dig, next_token
-from cloudassist.cli.connection import EXIT_FAILED, api_errors, api_options, client, print_json
+from cloudassist.cli.connection import EXIT_FAILED, EXIT_INTERRUPTED, api_errors, api_options, client, print_json
 from cloudassist.cli.render import cell, decoded, print_outputs, show, summary
 from cloudassist.cli.run import RESULTS_PATH, pairs, wait
 
@@ -185,8 +185,12 @@ def results(
     if wait_for:
         if not invoke_id:
             raise click.UsageError("--wait needs an INVOKE_ID")
-        with api_errors():
-            wait(client(), invoke_id, live=False, interval=1.0)
+        try:
+            with api_errors():
+                wait(client(), invoke_id, live=False, interval=1.0)
+        except KeyboardInterrupt:
+            click.echo(f"\ninterrupted; {invoke_id} goes on (`cloudassist stop {invoke_id}` stops it)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
     params = {
         "InvokeId": invoke_id,
         "InstanceId": instance,
