@@ -297,6 +297,7 @@ class Call:
     began: float
     seconds: float
     status: int  #: 0: no answer (refused, reset, timed out)
+    error: str = ""  #: what the client saw when there was no answer
 
 
 @dataclass
@@ -337,8 +338,9 @@ class Load:
         began = time.perf_counter()
         try:
             response = await self.http.post(f"http://{self.server.endpoint}/?{query}")
-        except httpx.HTTPError:
-            self.calls.append(Call(params["Action"], began, time.perf_counter() - began, 0))
+        except httpx.HTTPError as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            self.calls.append(Call(params["Action"], began, time.perf_counter() - began, 0, why))
             return None
         self.calls.append(Call(params["Action"], began, time.perf_counter() - began, response.status_code))
         return response
@@ -598,6 +600,7 @@ async def scenario(c: Chaos, name: str) -> dict[str, Any]:
         "engine": c.engine, "scenario": name, "fault": done, "fault_s": round(f1 - f0, 1),
         "api_calls_answered": sum(n for s, n in api_answers.items() if s),
         "api_calls_unanswered": api_answers.get(0, 0),
+        "api_unanswered_why": dict(Counter(call.error[:120] for call in calls if not call.status)),
         "agent_requests_answered": sum(n for s, n in agent_status.items() if s != 599 and n > 0),
         "agent_requests_unanswered": agent_status.get(599, 0),
         "runcommand_accepted": sum(1 for x in launches if x.invoke_id), "runcommand_not_accepted":

@@ -145,6 +145,39 @@ def test_a_full_face_closes_its_longest_idle_connection_to_make_room(start: Call
     assert 1 <= len(lines) <= 2, lines
 
 
+def test_a_flood_of_connections_that_never_finish_a_request_does_not_close_a_clients_kept_alive_one(
+    start: Callable[..., LiveServer],
+) -> None:
+    """A client's kept-alive connection, answered once and idle since, outlives 60 newer connections that never
+    finish a request on a face with room for 20: those are closed to make room among themselves, and the
+    client's next request on its connection is answered (the chaos run lost one signed call so: its pooled
+    connection was the longest idle while the attacker's were reopened as fast as they were closed)."""
+    server = start(max_connections=20)
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+    def call() -> bytes:
+        """A signed call on the client's one connection (never another): the status line of its answer."""
+        query = signed_query({"Action": "DescribeCommands", "RegionId": "cn-hangzhou", "Version": "2014-05-26"},
+                             server.access_key_id, server.secret)
+        client.sendall(f"POST /?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.split(b"\r\n", 1)[0]
+
+    try:
+        assert call() == b"HTTP/1.1 200 OK"
+        with opened(60, half_sent(server)) as held:
+            assert len(held) == 60
+            assert closed_by_peer(held[0], within=2), "the flood did not fill the face"
+            assert call() == b"HTTP/1.1 200 OK"
+    finally:
+        client.close()
+
+
 def test_memory_taken_by_a_flood_of_tls_connections_is_given_back_after_they_close(
     start: Callable[..., LiveServer],
 ) -> None:

@@ -148,7 +148,7 @@ class _Bounded:
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
         if self.slot is not None and not self.transport.is_closing():
-            self.slot.idle()
+            self.slot.idle(answered=True)
 
     def handle_websocket_upgrade(self, *args: Any) -> None:
         """The connection becomes a websocket: no read deadline, never closed to make room, and the websocket
