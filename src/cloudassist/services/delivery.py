@@ -196,7 +196,10 @@ class DeliveryService:
         recurring = inv is not None and inv.repeat_mode in RECURRING
         if recurring and self._already_ended(result, report):
             return True  # a resent report of a run that has ended and been kept
-        new_run = recurring and result.status is S.SCHEDULED and report.kind != "stopped"
+        # between two runs of a schedule (waiting, or asked to stop while waiting: until the agent fetches the stop,
+        # its clock may fire the schedule again), a report that is not the stop's confirmation begins a new run
+        between_runs = result.status is S.SCHEDULED or (result.status is S.STOPPING and not self._in_run(result))
+        new_run = recurring and between_runs and report.kind != "stopped"
         if new_run:
             # a new run of the schedule: its output and times replace the previous run's
             result = replace(result, output=b"", dropped=0, received=0, start_time=None, finished_time=None)
@@ -211,9 +214,12 @@ class DeliveryService:
             "received": result.received + len(chunk),
             "update_time": now,
         }
-        if new_run:
-            changes.update(start_time=None, finished_time=None)
         status = self._next_status(result, report)
+        if new_run:
+            # a run that begins while a stop is pending changes no status: its start is recorded here, so that its
+            # later reports belong to it
+            started = report.start or now if status is None else None
+            changes.update(start_time=started, finished_time=None)
         if status is S.RUNNING or (new_run and status is not None):
             start = report.start or now
             changes["run_deadline"] = start + timedelta(seconds=inv.timeout if inv else 0)
@@ -269,7 +275,7 @@ class DeliveryService:
     def _already_ended(result: InvocationResult, report: Report) -> bool:
         """Whether `report` is about the run of a schedule that has already ended (the same start)."""
         return (
-            result.status is S.SCHEDULED
+            result.status in (S.SCHEDULED, S.STOPPING)
             and report.kind in ("running", "finish", "timeout", "error")
             and report.start is not None
             and result.start_time == report.start
