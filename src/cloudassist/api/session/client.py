@@ -161,19 +161,20 @@ class ClientSession:
         self.ending_at = self.ending_heard = time.monotonic()
         return None
 
+    def _end_deadline(self) -> float:
+        """When the held end is told: END_QUIET_SECONDS after the last output, END_GRACE_SECONDS after the end."""
+        return min(self.ending_at + END_GRACE_SECONDS, self.ending_heard + END_QUIET_SECONDS)
+
     def _next_tick(self) -> float:
         """How long to wait for the inbox before judging the timers: a second, or what is left of an end's wait."""
         if self.ending is None:
             return 1.0
-        deadline = min(self.ending_at + END_GRACE_SECONDS, self.ending_heard + END_QUIET_SECONDS)
-        return max(deadline - time.monotonic(), 0.0)
+        return max(self._end_deadline() - time.monotonic(), 0.0)
 
     def _judge_timers(self) -> Outcome | None:
         now = time.monotonic()
         if self.ending is not None:  # the end was told: its own, shorter wait is the only timer left
-            if now - self.ending_heard >= END_QUIET_SECONDS or now - self.ending_at >= END_GRACE_SECONDS:
-                return self.ending
-            return None
+            return self.ending if now >= self._end_deadline() else None
         settings = self.ctx.settings
         if self.attached_at is None and now - self.started > settings.session_start_seconds:
             return Outcome(rules.FAILED, rules.DELIVERY_TIMEOUT, "the agent did not connect", "AgentTimeout")
