@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from cloudassist.cli.client import dig, next_token
-from cloudassist.cli.connection import EXIT_FAILED, EXIT_INTERRUPTED, api_errors, api_options, client, print_json
+from cloudassist.cli.connection import EXIT_FAILED, api_errors, api_options, client, print_json
 from cloudassist.cli.render import cell, decoded, print_outputs, show, summary
-from cloudassist.cli.run import RESULTS_PATH, pairs, wait
+from cloudassist.cli.run import RESULTS_PATH, interrupted, pairs, wait
 
 __all__ = ["activations", "commands", "instances", "invocations", "results", "sessions"]
 
@@ -60,10 +60,8 @@ def listing_options(noun: str, *, tags: bool = True) -> Callable[[F], F]:
     options (`Listing.current()`)."""
 
     def decorate(command: F) -> F:
-        decorators: list[Callable[[F], F]] = [
-            _shared("--tag", "tags", multiple=True, metavar="KEY=VALUE", help=f"{noun} with this tag (repeatable).")
-            for _ in range(1 if tags else 0)
-        ]
+        tag = _shared("--tag", "tags", multiple=True, metavar="KEY=VALUE", help=f"{noun} with this tag (repeatable).")
+        decorators: list[Callable[[F], F]] = [tag] if tags else []
         decorators += [
             _shared("--max-results", type=click.IntRange(1, 50), default=50, show_default=True, help="Per page."),
             _shared("--next-token", help="Start at this page (the NextToken a listing printed)."),
@@ -102,6 +100,11 @@ def _emit(
         print_json(items)
     else:
         show(title, columns, [row(item) for item in items], status_column)
+    _more(token)
+
+
+def _more(token: str) -> None:
+    """Where the next page starts, when there is one."""
     if token:
         click.echo(f"more: --next-token {token} (or --all)", err=True)
 
@@ -189,8 +192,7 @@ def results(
             with api_errors():
                 wait(client(), invoke_id, live=False, interval=1.0)
         except KeyboardInterrupt:
-            click.echo(f"\ninterrupted; {invoke_id} goes on (`cloudassist stop {invoke_id}` stops it)", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            interrupted(invoke_id)
     params = {
         "InvokeId": invoke_id,
         "InstanceId": instance,
@@ -383,5 +385,4 @@ def sessions(instance: str | None, session_id: str | None) -> None:
         columns = ["SessionId", "Created", "AccessKeyId", "Client", "User", "Kind", "Instance", "Status", "Ended",
                    "How it ended"]
         show("Sessions", columns, rows, 7)
-    if token:
-        click.echo(f"more: --next-token {token} (or --all)", err=True)
+    _more(token)

@@ -126,7 +126,7 @@ def _content(command: tuple[str, ...], script: IO[bytes] | None) -> bytes:
     return " ".join(command).encode("utf-8")
 
 
-def _interrupted(invoke_id: str) -> NoReturn:
+def interrupted(invoke_id: str) -> NoReturn:
     """Ctrl-C: exit status 130 and what became of the task, which goes on (or may have started, when RunCommand
     had not answered yet)."""
     if invoke_id:
@@ -257,7 +257,7 @@ def run(
                 return
             results = wait(api, invoke_id, live=mode == "text" and sys.stdout.isatty(), interval=interval)
     except KeyboardInterrupt:
-        _interrupted(invoke_id)
+        interrupted(invoke_id)
     if mode == "json":
         print_json({"InvokeId": invoke_id, "InvocationResults": results})
     elif mode == "text":
