@@ -33,8 +33,6 @@ class DiskReserve:
     def __init__(self, folder: Path, size: int) -> None:
         self.path = folder / NAME
         self.size = min(size, shutil.disk_usage(folder).total // MAX_SHARE) if size > 0 else 0
-        #: How many times the reserve was given back since the process started (a metric for alerting).
-        self.released = 0
 
     def free(self) -> int:
         return shutil.disk_usage(self.path.parent).free
@@ -74,7 +72,6 @@ class DiskReserve:
         except OSError as exc:
             log.error("the disk is full and the reserve %s could not be removed: %s", self.path, exc)
             return False
-        self.released += 1
         log.error(
             "disk full beside the database: gave back the %d MiB reserve so writes go on; %d MiB free now. "
             "Free space on this file system: the reserve is made again once %d MiB are free",
