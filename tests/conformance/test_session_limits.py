@@ -79,6 +79,21 @@ def wait_ended(api: Ecs, session_id: str, seconds: float = 20.0) -> dict[str, st
         time.sleep(0.2)
 
 
+def kept_transcript(server: LiveServer, channel: str) -> tuple[bytes, bool] | None:
+    """The transcript the server kept for `channel` and whether it was cut (None: none kept), read from its
+    SQLite store."""
+
+    async def read() -> tuple[bytes, bool] | None:
+        store = await Store.open(f"sqlite+aiosqlite:///{server.data_dir / 'cloudassist.db'}", upgrade=False)
+        try:
+            async with store.read() as tx:
+                return await tx.sessions.transcript(channel)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def test_an_agent_that_never_dials_fails_the_connection(pair: tuple[Ecs, Agent]) -> None:
     """Kicked but never dialling (the kick lost to a self-update): after the start timeout the client is told
     AgentTimeout and the connection is Failed by DeliveryTimeout."""
@@ -174,17 +189,7 @@ def test_every_connection_is_audited_with_its_transcript(pair: tuple[Ecs, Agent]
         assert part in line, line
     assert started["SecurityToken"] not in small.log()
 
-    async def read() -> tuple[bytes, bool] | None:
-        store = await Store.open(f"sqlite+aiosqlite:///{small.data_dir / 'cloudassist.db'}", upgrade=False)
-        try:
-            async with store.read() as tx:
-                return await tx.sessions.transcript(channel)
-        finally:
-            await store.close()
-
-    assert asyncio.run(read()) == (b"0123456789abcdef", True)
-
-
+    assert kept_transcript(small, channel) == (b"0123456789abcdef", True)
 
 
 def test_output_still_in_flight_when_the_agent_reports_its_end_reaches_the_client_first(
@@ -208,12 +213,4 @@ def test_output_still_in_flight_when_the_agent_reports_its_end_reaches_the_clien
     connection = wait_ended(api, started["SessionId"])
     assert (connection["Status"], connection["ClosedReason"]) == ("Terminated", "AgentSocketClosed")
 
-    async def read() -> tuple[bytes, bool] | None:
-        store = await Store.open(f"sqlite+aiosqlite:///{small.data_dir / 'cloudassist.db'}", upgrade=False)
-        try:
-            async with store.read() as tx:
-                return await tx.sessions.transcript(channel)
-        finally:
-            await store.close()
-
-    assert asyncio.run(read()) == (b"$ exit\r\nlogout\r\n", False)
+    assert kept_transcript(small, channel) == (b"$ exit\r\nlogout\r\n", False)
